@@ -1,0 +1,3 @@
+//! One module per subcommand; each is glue over the library crates.
+
+pub mod metrics;

@@ -1,0 +1,1 @@
+//! attnlab-eval: compares runs — loss curves, learned parameters, attention geometry, cost.

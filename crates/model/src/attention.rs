@@ -1,0 +1,79 @@
+//! Multi-head attention whose scores come from the configured [`MetricLayer`].
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::Linear;
+
+use crate::layers::{INIT_STD, linear};
+use crate::metric::{MetricLayer, MetricSpec};
+use crate::params::ParamBuilder;
+
+/// Per-head queries and keys of one attention layer, `(b, h, t, d)` each, kept for analysis.
+#[derive(Debug, Clone)]
+pub struct AttnProbe {
+    /// Queries `(b, h, t, d)`.
+    pub q: Tensor,
+    /// Keys `(b, h, t, d)`.
+    pub k: Tensor,
+}
+
+/// Multi-head attention `(b, t, c) -> (b, t, c)`:
+/// `o_proj(concat_h(softmax(s(q_h, k_h) + mask) v_h))` with `q = q_proj(x)` etc.
+#[derive(Debug, Clone)]
+pub struct MetricAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    metric: MetricLayer,
+    n_head: usize,
+}
+
+impl MetricAttention {
+    /// Creates `q_proj`, `k_proj`, `v_proj`, `o_proj` and `metric.*` under `pb`;
+    /// `o_std` is the std of the output projection.
+    pub fn new(
+        c: usize,
+        n_head: usize,
+        bias: bool,
+        spec: &MetricSpec,
+        o_std: f64,
+        pb: &ParamBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            q_proj: linear(c, c, bias, INIT_STD, &pb.pp("q_proj"))?,
+            k_proj: linear(c, c, bias, INIT_STD, &pb.pp("k_proj"))?,
+            v_proj: linear(c, c, bias, INIT_STD, &pb.pp("v_proj"))?,
+            o_proj: linear(c, c, bias, o_std, &pb.pp("o_proj"))?,
+            metric: MetricLayer::new(spec, n_head, c / n_head, &pb.pp("metric"))?,
+            n_head,
+        })
+    }
+
+    /// The metric layer.
+    pub fn metric(&self) -> &MetricLayer {
+        &self.metric
+    }
+
+    /// Applies attention to `x` `(b, t, c)` under an additive `(t, t)` mask; pushes the layer's
+    /// queries and keys onto `probes` when given.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        probes: Option<&mut Vec<AttnProbe>>,
+    ) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let heads = |y: Tensor| -> Result<Tensor> {
+            y.reshape((b, t, self.n_head, c / self.n_head))?.transpose(1, 2)?.contiguous() // (b, h, t, d)
+        };
+        let q = heads(self.q_proj.forward(x)?)?;
+        let k = heads(self.k_proj.forward(x)?)?;
+        let v = heads(self.v_proj.forward(x)?)?;
+        let w = self.metric.weights(&q, &k, mask)?; // (b, h, t, t)
+        let y = w.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?; // (b, t, c)
+        if let Some(p) = probes {
+            p.push(AttnProbe { q: q.detach(), k: k.detach() });
+        }
+        self.o_proj.forward(&y)
+    }
+}

@@ -1,0 +1,167 @@
+//! Checkpoint directories: `config.json` + `model.safetensors` (+ files the trainer adds),
+//! written atomically and loaded in one call, from disk or from the Hugging Face Hub.
+//!
+//! A run directory holds its latest checkpoint in `last/` (and the best one in `best/`);
+//! [`Checkpoint::load`] accepts a checkpoint directory, a run directory or a `hub:` reference.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Result, bail};
+use serde_json::Value;
+
+use crate::config::from_value_strict;
+use crate::hub::{HubOptions, HubRef, fetch};
+use crate::model::{Model, ModelConfig};
+use crate::params::ParamStore;
+
+/// File holding the run configuration (its `model` key is the [`ModelConfig`]).
+pub const CONFIG_FILE: &str = "config.json";
+/// File holding the weights.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Optional tokenizer of text models (Hugging Face format).
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Sub-directory of a run holding its latest checkpoint.
+pub const LAST_DIR: &str = "last";
+/// Sub-directory of a run holding its best-validation checkpoint.
+pub const BEST_DIR: &str = "best";
+
+/// A loaded checkpoint: the configuration and the ready model.
+pub struct Checkpoint {
+    /// Local directory the files were read from.
+    pub dir: PathBuf,
+    /// The whole `config.json` (model, and whatever the trainer stored beside it).
+    pub run_config: Value,
+    /// The model configuration.
+    pub config: ModelConfig,
+    /// The model's variables.
+    pub params: ParamStore,
+    /// The model, ready to run.
+    pub model: Model,
+}
+
+impl Checkpoint {
+    /// Loads a checkpoint directory, a run directory (its `last/`), or `hub:owner/repo[@rev]`.
+    ///
+    /// ```no_run
+    /// let ckpt = attnlab_model::Checkpoint::load("checkpoints/shakespeare_char", &candle_core::Device::Cpu)?;
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn load(reference: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::load_with(reference, device, &HubOptions::default())
+    }
+
+    /// Like [`Checkpoint::load`], with explicit hub endpoint and cache.
+    pub fn load_with(reference: impl AsRef<Path>, device: &Device, hub: &HubOptions) -> Result<Self> {
+        let reference = reference.as_ref();
+        let dir = match reference.to_str().and_then(HubRef::parse) {
+            Some(hub_ref) => fetch_hub(&hub_ref?, hub)?,
+            None => resolve_dir(reference)?,
+        };
+        let (run_config, config) = read_config(&dir)?;
+        let params = ParamStore::new(0, device);
+        let model = Model::new(&config, &params).map_err(|e| in_file(&dir.join(CONFIG_FILE), e))?;
+        params.load_safetensors(&dir.join(MODEL_FILE))?;
+        Ok(Self { dir, run_config, config, params, model })
+    }
+
+    /// Writes `run_config` (which must hold a valid `model`), the weights and `extra` files
+    /// (name, bytes) to `dir`, atomically: `dir` holds either the old or the new checkpoint.
+    pub fn save(dir: &Path, run_config: &Value, params: &ParamStore, extra: &[(&str, &[u8])]) -> Result<()> {
+        let model = run_config.get("model").cloned().unwrap_or(Value::Null);
+        from_value_strict::<ModelConfig>(model, "model").map_err(candle_core::Error::Msg)?;
+        write_dir_atomic(dir, |tmp| {
+            let json =
+                serde_json::to_vec_pretty(run_config).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            fs::write(tmp.join(CONFIG_FILE), json)?;
+            params.save_safetensors(&tmp.join(MODEL_FILE))?;
+            for (name, bytes) in extra {
+                fs::write(tmp.join(name), bytes)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Reads `config.json` of a checkpoint directory: the whole value and its strict model config.
+pub fn read_config(dir: &Path) -> Result<(Value, ModelConfig)> {
+    let path = dir.join(CONFIG_FILE);
+    let text = fs::read_to_string(&path).map_err(|e| in_file(&path, e))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| in_file(&path, e))?;
+    let Some(model) = value.get("model") else {
+        return Err(in_file(&path, "no `model` section"));
+    };
+    let config: ModelConfig = from_value_strict(model.clone(), "model").map_err(|e| in_file(&path, e))?;
+    config.validate().map_err(|e| in_file(&path, e))?;
+    Ok((value, config))
+}
+
+/// The checkpoint directory that `path` names: itself, its `last/`, or — after a crash between
+/// the two renames of an atomic save — the old copy kept beside it.
+pub fn resolve_dir(path: &Path) -> Result<PathBuf> {
+    let candidates =
+        [path.to_path_buf(), path.join(LAST_DIR), old_path(&path.join(LAST_DIR)), old_path(path)];
+    match candidates.into_iter().find(|c| c.join(CONFIG_FILE).is_file()) {
+        Some(dir) => Ok(dir),
+        None if !path.exists() => bail!("checkpoint {} does not exist", path.display()),
+        None => bail!("{} is not a checkpoint or run directory (no {CONFIG_FILE})", path.display()),
+    }
+}
+
+/// Fills a fresh temporary directory beside `dir` with `write`, syncs it, then swaps it in:
+/// rename `dir` to `.dir.old`, rename the temporary to `dir`, delete the old copy.
+pub fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = sibling(dir, &format!(".tmp-{}", std::process::id()));
+    let old = old_path(dir);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| in_file(&tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| in_file(&tmp, e))?;
+    let result = write(&tmp).and_then(|()| sync_dir_files(&tmp));
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(candle_core::Error::Msg(format!("writing checkpoint {}: {e}", dir.display())));
+    }
+    if dir.exists() {
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| in_file(&old, e))?;
+        }
+        fs::rename(dir, &old).map_err(|e| in_file(dir, e))?;
+    }
+    fs::rename(&tmp, dir).map_err(|e| in_file(dir, e))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(|e| in_file(&old, e))?;
+    }
+    Ok(())
+}
+
+fn sync_dir_files(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        fs::File::open(entry?.path())?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn old_path(dir: &Path) -> PathBuf {
+    sibling(dir, ".old")
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.with_file_name(format!(".{name}{suffix}"))
+}
+
+fn fetch_hub(hub_ref: &HubRef, opts: &HubOptions) -> Result<PathBuf> {
+    let config = fetch(hub_ref, CONFIG_FILE, opts)?;
+    fetch(hub_ref, MODEL_FILE, opts)?;
+    // Text models carry a tokenizer; other models have none, so a failure here is not an error.
+    let _ = fetch(hub_ref, TOKENIZER_FILE, opts);
+    match config.parent() {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => bail!("hub cache path {} has no parent", config.display()),
+    }
+}
+
+fn in_file(path: &Path, e: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{}: {e}", path.display()))
+}

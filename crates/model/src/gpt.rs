@@ -1,0 +1,219 @@
+//! The decoder-only transformer (GPT) with a pluggable attention metric.
+
+use candle_core::{D, IndexOp, Module, Result, Tensor, bail};
+use candle_nn::{Embedding, Linear};
+use serde::{Deserialize, Serialize};
+
+use crate::attention::{AttnProbe, MetricAttention};
+use crate::layers::{INIT_STD, Mlp, Norm, NormKind, linear};
+use crate::metric::{MetricSpec, causal_mask};
+use crate::params::{Init, ParamBuilder};
+
+fn default_mlp_ratio() -> usize {
+    4
+}
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Configuration of a [`Gpt`]; part of every checkpoint's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GptConfig {
+    /// Number of token ids.
+    pub vocab_size: usize,
+    /// Longest context (number of learned positions).
+    pub block_size: usize,
+    /// Number of transformer blocks.
+    pub n_layer: usize,
+    /// Attention heads per block.
+    pub n_head: usize,
+    /// Model width `c`; must be divisible by `n_head`.
+    pub n_embd: usize,
+    /// MLP hidden width as a multiple of `n_embd`.
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: usize,
+    /// Normalisation: `layernorm`, `rmsnorm` or `none`.
+    #[serde(default)]
+    pub norm: NormKind,
+    /// eps of the norms.
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    /// Biases in linear maps and layer norms.
+    #[serde(default)]
+    pub bias: bool,
+    /// LM head shares the token-embedding matrix.
+    #[serde(default = "default_true")]
+    pub tied_embeddings: bool,
+    /// The attention metric and its parameters.
+    #[serde(flatten)]
+    pub attention: MetricSpec,
+}
+
+impl GptConfig {
+    /// nanoGPT's CPU "baby" character model: 4 layers, 4 heads, width 128, block 64.
+    pub fn baby_char(vocab_size: usize) -> Self {
+        Self {
+            vocab_size,
+            block_size: 64,
+            n_layer: 4,
+            n_head: 4,
+            n_embd: 128,
+            mlp_ratio: 4,
+            norm: NormKind::Layernorm,
+            norm_eps: 1e-5,
+            bias: false,
+            tied_embeddings: true,
+            attention: MetricSpec::default(),
+        }
+    }
+
+    /// Rejects a config that does not make sense, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("block_size", self.block_size),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_embd", self.n_embd),
+            ("mlp_ratio", self.mlp_ratio),
+        ] {
+            if v == 0 {
+                bail!("model.{name} must be at least 1")
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            bail!("model.n_embd ({}) must be divisible by model.n_head ({})", self.n_embd, self.n_head)
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            bail!("model.norm_eps must be > 0, got {}", self.norm_eps)
+        }
+        self.attention.validate().map_err(|e| candle_core::Error::Msg(format!("model.{e}")))
+    }
+}
+
+/// One pre-norm block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+#[derive(Debug, Clone)]
+pub struct Block {
+    ln_1: Norm,
+    attn: MetricAttention,
+    ln_2: Norm,
+    mlp: Mlp,
+}
+
+impl Block {
+    /// Creates the block's variables under `pb` (`ln_1`, `attn`, `ln_2`, `mlp`).
+    pub fn new(cfg: &GptConfig, pb: &ParamBuilder) -> Result<Self> {
+        let c = cfg.n_embd;
+        let resid_std = INIT_STD / (2.0 * cfg.n_layer as f64).sqrt();
+        Ok(Self {
+            ln_1: Norm::new(cfg.norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_1"))?,
+            attn: MetricAttention::new(c, cfg.n_head, cfg.bias, &cfg.attention, resid_std, &pb.pp("attn"))?,
+            ln_2: Norm::new(cfg.norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_2"))?,
+            mlp: Mlp::new(c, cfg.mlp_ratio * c, cfg.bias, resid_std, &pb.pp("mlp"))?,
+        })
+    }
+
+    /// `(b, t, c) -> (b, t, c)` under an additive `(t, t)` mask.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        probes: Option<&mut Vec<AttnProbe>>,
+    ) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, probes)?)?;
+        &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
+    }
+
+    /// The attention layer.
+    pub fn attn(&self) -> &MetricAttention {
+        &self.attn
+    }
+}
+
+/// Decoder-only transformer: token ids `(b, t)` to next-token logits `(b, t, vocab_size)`.
+#[derive(Debug, Clone)]
+pub struct Gpt {
+    cfg: GptConfig,
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: Norm,
+    lm_head: Linear,
+}
+
+impl Gpt {
+    /// Validates `cfg` and creates every variable under `pb` with GPT-2 initialisation:
+    /// N(0, 0.02) weights, residual projections N(0, 0.02 / sqrt(2 n_layer)), zero biases.
+    pub fn new(cfg: &GptConfig, pb: &ParamBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let c = cfg.n_embd;
+        let wte_w = pb.pp("wte").var("weight", (cfg.vocab_size, c), Init::Normal { std: INIT_STD })?;
+        let wpe_w = pb.pp("wpe").var("weight", (cfg.block_size, c), Init::Normal { std: INIT_STD })?;
+        let blocks =
+            (0..cfg.n_layer).map(|i| Block::new(cfg, &pb.pp("blocks").pp(i))).collect::<Result<Vec<_>>>()?;
+        let ln_f = Norm::new(cfg.norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_f"))?;
+        let lm_head = if cfg.tied_embeddings {
+            Linear::new(wte_w.clone(), None)
+        } else {
+            linear(c, cfg.vocab_size, false, INIT_STD, &pb.pp("lm_head"))?
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            wte: Embedding::new(wte_w, c),
+            wpe: Embedding::new(wpe_w, c),
+            blocks,
+            ln_f,
+            lm_head,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GptConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.wte.embeddings().device()
+    }
+
+    /// The blocks, in order.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// Logits `(b, t, vocab_size)` for token ids `(b, t)` (u32), `t <= block_size`.
+    pub fn forward(&self, idx: &Tensor) -> Result<Tensor> {
+        self.forward_probed(idx, None)
+    }
+
+    /// Like [`Gpt::forward`], and also returns every layer's queries and keys.
+    pub fn forward_with_probes(&self, idx: &Tensor) -> Result<(Tensor, Vec<AttnProbe>)> {
+        let mut probes = Vec::with_capacity(self.blocks.len());
+        let logits = self.forward_probed(idx, Some(&mut probes))?;
+        Ok((logits, probes))
+    }
+
+    fn forward_probed(&self, idx: &Tensor, mut probes: Option<&mut Vec<AttnProbe>>) -> Result<Tensor> {
+        let (_b, t) = idx.dims2()?;
+        if t > self.cfg.block_size {
+            bail!("sequence of {t} tokens is longer than block_size {}", self.cfg.block_size)
+        }
+        let pos = Tensor::arange(0u32, t as u32, idx.device())?;
+        let mut x = self.wte.forward(idx)?.broadcast_add(&self.wpe.forward(&pos)?)?; // (b, t, c)
+        let mask = causal_mask(t, idx.device())?;
+        for block in &self.blocks {
+            x = block.forward(&x, Some(&mask), probes.as_deref_mut())?;
+        }
+        self.lm_head.forward(&self.ln_f.forward(&x)?)
+    }
+
+    /// Logits `(b, vocab_size)` at the last position only (for generation).
+    pub fn last_logits(&self, idx: &Tensor) -> Result<Tensor> {
+        let t = idx.dim(D::Minus1)?;
+        self.forward(idx)?.i((.., t - 1, ..))
+    }
+}

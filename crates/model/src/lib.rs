@@ -1,0 +1,24 @@
+//! attnlab-model: the attention-metric layer, the models built on it, and checkpoints.
+//!
+//! Shape vocabulary: `b` batch, `t` sequence, `h` heads, `d` head width, `c` model width,
+//! `v` vocabulary. The crate maps tensors to tensors; the only files it touches are checkpoints.
+
+pub mod attention;
+pub mod checkpoint;
+pub mod config;
+pub mod gpt;
+pub mod hub;
+pub mod layers;
+pub mod metric;
+pub mod model;
+pub mod params;
+pub mod sample;
+
+pub use attention::{AttnProbe, MetricAttention};
+pub use checkpoint::Checkpoint;
+pub use gpt::{Gpt, GptConfig};
+pub use layers::NormKind;
+pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask, sq_dists};
+pub use model::{Model, ModelConfig};
+pub use params::{Init, ParamBuilder, ParamStore};
+pub use sample::{Sampling, generate};

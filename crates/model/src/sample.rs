@@ -1,0 +1,71 @@
+//! Text generation: repeated next-token sampling with temperature and top-k.
+
+use candle_core::{Result, Tensor, bail};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::gpt::Gpt;
+
+/// How the next token is drawn from the logits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Logits are divided by this; 0 means greedy (argmax).
+    pub temperature: f64,
+    /// Keep only the k most likely tokens (None keeps all).
+    pub top_k: Option<usize>,
+    /// Seed of the sampling generator.
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { temperature: 0.8, top_k: Some(40), seed: 1337 }
+    }
+}
+
+/// Appends `n_new` sampled tokens to `prompt` (ids), cropping the context to the last
+/// `block_size` tokens, and returns the new tokens only.
+pub fn generate(gpt: &Gpt, prompt: &[u32], n_new: usize, sampling: &Sampling) -> Result<Vec<u32>> {
+    if prompt.is_empty() {
+        bail!("generation needs a prompt of at least one token")
+    }
+    if !(sampling.temperature.is_finite() && sampling.temperature >= 0.0) {
+        bail!("temperature must be >= 0, got {}", sampling.temperature)
+    }
+    if sampling.top_k == Some(0) {
+        bail!("top_k must be at least 1")
+    }
+    let device = gpt.device().clone();
+    let block = gpt.config().block_size;
+    let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
+    let mut ids = prompt.to_vec();
+    for _ in 0..n_new {
+        let ctx = &ids[ids.len().saturating_sub(block)..];
+        let idx = Tensor::new(ctx, &device)?.unsqueeze(0)?;
+        let logits: Vec<f32> = gpt.last_logits(&idx)?.squeeze(0)?.to_vec1()?;
+        ids.push(sample_logits(&logits, sampling, &mut rng));
+    }
+    Ok(ids[prompt.len()..].to_vec())
+}
+
+/// Draws one index from `logits` under `sampling` (greedy when the temperature is 0).
+pub fn sample_logits(logits: &[f32], sampling: &Sampling, rng: &mut impl Rng) -> u32 {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if sampling.temperature == 0.0 {
+        return order[0] as u32;
+    }
+    order.truncate(sampling.top_k.unwrap_or(logits.len()).min(logits.len()));
+    let max = logits[order[0]] as f64;
+    let weights: Vec<f64> =
+        order.iter().map(|&i| ((logits[i] as f64 - max) / sampling.temperature).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (&i, w) in order.iter().zip(&weights) {
+        if u < *w {
+            return i as u32;
+        }
+        u -= w;
+    }
+    order[order.len() - 1] as u32
+}

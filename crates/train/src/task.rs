@@ -1,0 +1,48 @@
+//! The task interface: what the trainer asks of every task (language modelling, recall,
+//! scattered-data interpolation, prototype classification).
+//!
+//! A task owns its data and its loss; the trainer owns the loop, the optimizer and the files.
+
+use attnlab_model::Model;
+use candle_core::{Result, Tensor};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
+
+/// One batch. The meaning of `inputs` is the task's own (token ids for a GPT, context and query
+/// points for a set regressor, ...); the trainer only passes batches back to the task.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Model inputs, in the order the task's loss expects them.
+    pub inputs: Vec<Tensor>,
+    /// Targets (class ids, token ids or values).
+    pub targets: Tensor,
+    /// Optional per-target weights (e.g. 1 at answer positions, 0 elsewhere).
+    pub weights: Option<Tensor>,
+    /// Items this batch trains on (tokens for text, points for interpolation), for throughput.
+    pub n_items: usize,
+}
+
+/// A training task.
+pub trait Task {
+    /// Short name (`text`, `recall`, `scattered`, `prototype`).
+    fn name(&self) -> &'static str;
+
+    /// The training batch for `step`. Randomness comes from `rng`, which the trainer saves and
+    /// restores, so a resumed run sees the same batches as an uninterrupted one.
+    fn train_batch(&mut self, step: usize, rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch>;
+
+    /// The fixed validation set (the same batches at every evaluation).
+    fn val_batches(&self) -> &[Batch];
+
+    /// Mean loss of `model` on `batch`, a scalar tensor connected to the model's variables.
+    fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor>;
+
+    /// The task's own scores of a trained model, merged into `summary.json`
+    /// (e.g. `val_accuracy`, or `franke` errors).
+    fn scores(&self, model: &Model) -> Result<Map<String, Value>>;
+
+    /// Extra files saved with every checkpoint, such as `tokenizer.json`.
+    fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+}
