@@ -132,6 +132,11 @@ impl SetRegressor {
         &self.cfg
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.head.weight().device()
+    }
+
     /// The blocks, in order.
     pub fn blocks(&self) -> &[Block] {
         &self.blocks
