@@ -7,7 +7,7 @@
 //! Scores: `train_accuracy`, `val_accuracy`, and `key_distances` (each key's distance to its
 //! nearest training point: idw keys become prototypes on the data, dot keys do not).
 
-use attnlab_model::{Model, PrototypeConfig, PrototypeNet, key_distances};
+use attnlab_model::{Model, ModelConfig, PrototypeConfig, PrototypeNet, key_distances};
 use candle_core::{Device, Result, Tensor, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -49,6 +49,24 @@ pub struct PrototypeTaskConfig {
     pub val_per_class: usize,
 }
 
+impl PrototypeTaskConfig {
+    /// Rejects settings that make no sense, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.dataset != "moons" {
+            bail!("task.dataset `{}` is unknown (expected `moons`)", self.dataset)
+        }
+        for (name, v) in [("train_per_class", self.train_per_class), ("val_per_class", self.val_per_class)] {
+            if v == 0 {
+                bail!("task.{name} must be at least 1")
+            }
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            bail!("task.noise must be a finite number >= 0, got {}", self.noise)
+        }
+        Ok(())
+    }
+}
+
 impl Default for PrototypeTaskConfig {
     fn default() -> Self {
         Self {
@@ -77,14 +95,7 @@ const N_FEATURES: usize = 2;
 impl PrototypeTask {
     /// Generates the training (stream 1) and validation (stream 2) sets from `seed`.
     pub fn new(cfg: &PrototypeTaskConfig, seed: u64, device: &Device) -> Result<Self> {
-        if cfg.dataset != "moons" {
-            bail!("task.dataset `{}` is unknown (expected `moons`)", cfg.dataset)
-        }
-        for (name, v) in [("train_per_class", cfg.train_per_class), ("val_per_class", cfg.val_per_class)] {
-            if v == 0 {
-                bail!("task.{name} must be at least 1")
-            }
-        }
+        cfg.validate()?;
         let train = two_moons(cfg.train_per_class, cfg.noise, seed, 1)?;
         let val = two_moons(cfg.val_per_class, cfg.noise, seed, 2)?;
         let (train_x, train_y) = tensors(&train, device)?;
@@ -168,6 +179,13 @@ fn summary(v: &[f64]) -> Value {
 impl Task for PrototypeTask {
     fn name(&self) -> &'static str {
         "prototype"
+    }
+
+    fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
+        match model {
+            ModelConfig::Prototype(cfg) => self.prepare_model(cfg),
+            _ => bail!("the prototype task needs model.kind = \"prototype\""),
+        }
     }
 
     fn train_batch(&mut self, step: usize, _rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch> {

@@ -12,7 +12,7 @@
 //! queries. Scores: validation MSE of the model and of Shepard p = 2 / nearest neighbour on the
 //! same validation sets, and for dim 2 the Franke F1 errors (see [`franke_scores`]).
 
-use attnlab_model::{Model, SetRegressor};
+use attnlab_model::{Model, ModelConfig, SetRegressor};
 use candle_core::{Device, Result, Tensor, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -210,6 +210,16 @@ fn regressor(model: &Model) -> Result<&SetRegressor> {
 impl Task for ScatteredTask {
     fn name(&self) -> &'static str {
         "scattered"
+    }
+
+    fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
+        match model {
+            ModelConfig::SetRegressor(m) if m.dim == self.cfg.dim => Ok(()),
+            ModelConfig::SetRegressor(m) => {
+                bail!("model.dim ({}) must equal task.dim ({})", m.dim, self.cfg.dim)
+            }
+            _ => bail!("the scattered task needs model.kind = \"set_regressor\""),
+        }
     }
 
     fn train_batch(&mut self, _step: usize, rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch> {
