@@ -26,6 +26,8 @@ enum Command {
     Metrics,
     /// Train a model from a run config (TOML).
     Train(commands::train::TrainArgs),
+    /// Fix one prediction of an `idw` prototype network with one hand-made key/value pair.
+    Augment(commands::augment::AugmentArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
         Command::Train(args) => commands::train::run(args),
+        Command::Augment(args) => commands::augment::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

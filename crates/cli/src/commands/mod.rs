@@ -1,4 +1,5 @@
 //! One module per subcommand; each is glue over the library crates.
 
+pub mod augment;
 pub mod metrics;
 pub mod train;
