@@ -339,3 +339,35 @@ fn augment_run_writes_a_checkpoint_that_flips_the_point() -> anyhow::Result<()> 
     assert!(format!("{err:#}").contains("needs the `idw` metric"), "{err:#}");
     Ok(())
 }
+
+#[test]
+fn misspelt_keys_are_rejected_for_the_interpolation_variants() -> anyhow::Result<()> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/");
+    for (file, key) in [
+        ("moons.toml", "model.n_protoss"),
+        ("moons.toml", "task.noize"),
+        ("scattered2d.toml", "model.n_layers"),
+        ("scattered1d.toml", "task.n_contexts"),
+    ] {
+        let path = std::path::Path::new(dir).join(file);
+        let err = attnlab_train::RunConfig::load(&path, &[format!("{key}=3")]).expect_err(key);
+        let (msg, field) = (format!("{err:#}"), key.rsplit('.').next().unwrap_or(key));
+        assert!(msg.contains("unknown") && msg.contains(field), "{file} {key}: {msg}");
+        // The unmodified config loads, and the overrides of the brief work.
+        attnlab_train::RunConfig::load(&path, &["seed=7".into()])?;
+    }
+    let moons = std::path::Path::new(dir).join("moons.toml");
+    let sets = ["model.metric=dot".into(), "model.n_protos=128".into(), "seed=5".into()];
+    let run = attnlab_train::RunConfig::load(&moons, &sets)?;
+    assert_eq!((run.model.metric(), run.seed), (MetricKind::Dot, 5));
+    let err = attnlab_train::RunConfig::load(&moons, &["model.n_protos=0".into()]);
+    let err = match err {
+        Err(e) => format!("{e:#}"),
+        Ok(run) => {
+            let built = attnlab_train::build_task(&run, &attnlab_train::TaskEnv::on(&Device::Cpu));
+            format!("{:#}", built.err().expect("n_protos = 0 must be rejected"))
+        }
+    };
+    assert!(err.contains("model.n_protos must be at least 1"), "{err}");
+    Ok(())
+}
