@@ -49,7 +49,14 @@ pub fn loss_curves(dir: &Path, group: &TaskGroup, runs: &[Run], x: XAxis) -> Res
             }
         }
         let log_y = Panel::spans(&series, 4.0);
-        panels.push(Panel { title: name.into(), x_label: x_label.into(), y_label: "loss".into(), log_y, series });
+        panels.push(Panel {
+            title: name.into(),
+            x_label: x_label.into(),
+            y_label: "loss".into(),
+            integer_x: false,
+            log_y,
+            series,
+        });
     }
     let title = format!("{}: loss against {x_label}", group.task);
     line_charts(&dir.join(format!("{}_loss_{suffix}", group.id)), &title, &panels, (620, 440))
@@ -71,6 +78,7 @@ pub fn geometry_chart(dir: &Path, group: &TaskGroup, measures: &[(&str, LayerCur
             title: name.to_string(),
             x_label: "layer".into(),
             y_label: name.to_string(),
+            integer_x: true,
             log_y: false,
             series: curves
                 .iter()

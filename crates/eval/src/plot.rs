@@ -7,6 +7,7 @@ use std::sync::Once;
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
 /// Font family name every chart uses.
@@ -48,6 +49,8 @@ pub struct Panel {
     pub x_label: String,
     /// Label of the y axis.
     pub y_label: String,
+    /// The x values are integers (layers): pad the range and label whole numbers only.
+    pub integer_x: bool,
     /// Logarithmic y axis (needs positive values; used for losses spanning a wide range).
     pub log_y: bool,
     /// The lines.
@@ -78,7 +81,9 @@ fn register_fonts() {
 /// Draws `panels` side by side under `title` into `stem.png` and `stem.svg`; returns both paths.
 pub fn line_charts(stem: &Path, title: &str, panels: &[Panel], panel_size: (u32, u32)) -> Result<Vec<PathBuf>> {
     register_fonts();
-    let size = (panel_size.0 * panels.len().max(1) as u32, panel_size.1 + 40);
+    let width = panel_size.0 * panels.len().max(1) as u32;
+    let rows = legend_entries(panels).len().div_ceil((width / LEGEND_ENTRY_W).max(1) as usize) as u32;
+    let size = (width, panel_size.1 + 40 + rows * LEGEND_ROW_H + 16);
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     draw(BitMapBackend::new(&png, size).into_drawing_area(), title, panels)
@@ -92,11 +97,42 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, panels: &
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("{e:?}");
     root.fill(&WHITE).map_err(err)?;
     let root = root.titled(title, (FONT, 22).into_font().style(FontStyle::Bold)).map_err(err)?;
-    let areas = root.split_evenly((1, panels.len().max(1)));
+    let entries = legend_entries(panels);
+    let (w, h) = root.dim_in_pixel();
+    let per_row = (w / LEGEND_ENTRY_W).max(1) as usize;
+    let rows = entries.len().div_ceil(per_row) as u32;
+    let (charts, legend) = root.split_vertically(h - rows * LEGEND_ROW_H - 16);
+    let areas = charts.split_evenly((1, panels.len().max(1)));
     for (area, panel) in areas.iter().zip(panels) {
         draw_panel(area, panel).map_err(err)?;
     }
+    for (n, (label, color)) in entries.iter().enumerate() {
+        let x = 20 + (n % per_row) as i32 * LEGEND_ENTRY_W as i32;
+        let y = (n / per_row) as i32 * LEGEND_ROW_H as i32 + LEGEND_ROW_H as i32 / 2;
+        let c = PALETTE[color % PALETTE.len()];
+        legend.draw(&PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(4))).map_err(err)?;
+        let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        legend.draw_text(label, &style, (x + 30, y)).map_err(err)?;
+    }
     root.present().map_err(err)
+}
+
+/// Width of one legend entry in the strip below the charts, pixels.
+const LEGEND_ENTRY_W: u32 = 230;
+/// Height of one legend row, pixels.
+const LEGEND_ROW_H: u32 = 26;
+
+/// The labelled series of all panels, first appearance of each label.
+fn legend_entries(panels: &[Panel]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for s in panels.iter().flat_map(|p| &p.series) {
+        if let Some(l) = &s.label
+            && !out.iter().any(|(o, _)| o == l)
+        {
+            out.push((l.clone(), s.color));
+        }
+    }
+    out
 }
 
 fn draw_panel<DB: DrawingBackend>(
@@ -114,8 +150,14 @@ fn draw_panel<DB: DrawingBackend>(
         })
         .collect();
     let all = || series.iter().flat_map(|(_, p)| p.iter());
-    let (x0, x1) = bounds(all().map(|p| p.0), 0.0);
+    let (x0, x1) = if panel.integer_x {
+        let (lo, hi) = bounds(all().map(|p| p.0), 0.0);
+        (lo - 0.3, hi + 0.3)
+    } else {
+        bounds(all().map(|p| p.0), 0.0)
+    };
     let (y0, y1) = bounds(all().map(|p| p.1), 0.05);
+    let x_digits = digits_for(x1 - x0);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, (FONT, 17))
         .margin(12)
@@ -123,8 +165,20 @@ fn draw_panel<DB: DrawingBackend>(
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, y0..y1)?;
     let y_fmt = |v: &f64| {
-        let y = if log { 10f64.powf(*v) } else { *v };
-        crate::stats::fmt_num(y, if y.abs() >= 100.0 { 0 } else { 3 })
+        if log {
+            let y = 10f64.powf(*v);
+            crate::stats::fmt_num(y, digits_for(y / 2.0))
+        } else {
+            crate::stats::fmt_num(*v, digits_for(y1 - y0))
+        }
+    };
+    let integer_x = panel.integer_x;
+    let x_fmt = |v: &f64| {
+        if integer_x {
+            if (v - v.round()).abs() < 1e-6 { format!("{}", v.round() as i64) } else { String::new() }
+        } else {
+            crate::stats::fmt_num(*v, x_digits)
+        }
     };
     let y_desc = if log { format!("{} (log scale)", panel.y_label) } else { panel.y_label.clone() };
     chart
@@ -132,35 +186,27 @@ fn draw_panel<DB: DrawingBackend>(
         .x_desc(panel.x_label.as_str())
         .y_desc(y_desc)
         .y_label_formatter(&y_fmt)
-        .x_label_formatter(&|v: &f64| crate::stats::fmt_num(*v, if v.abs() >= 100.0 { 0 } else { 2 }))
+        .x_label_formatter(&x_fmt)
         .label_style((FONT, 13))
         .axis_desc_style((FONT, 15))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
-    let mut labelled = false;
     for (s, pts) in &series {
         let color = PALETTE[s.color % PALETTE.len()];
-        let drawn = chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
-        if let Some(label) = &s.label {
-            labelled = true;
-            drawn.label(label.as_str()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-            });
-        }
+        chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
         if s.markers {
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
     }
-    if labelled {
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.5))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-    }
     Ok(())
+}
+
+/// Decimals that tell tick labels apart on an axis spanning `span` (about ten ticks).
+fn digits_for(span: f64) -> usize {
+    if !(span.is_finite() && span > 0.0) {
+        return 2;
+    }
+    (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize
 }
 
 /// `(min, max)` of `xs` widened by `pad` of the span (and to a unit span when flat or empty).

@@ -75,16 +75,16 @@ fn not_a_run_and_no_metrics_are_clear_errors() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let empty = tmp.path().join("empty");
     fs::create_dir_all(&empty)?;
-    let err = format!("{:#}", write_report(&[empty.clone()], &tmp.path().join("r")).expect_err("not a run"));
+    let err = format!("{:#}", write_report(std::slice::from_ref(&empty), &tmp.path().join("r")).expect_err("not a run"));
     assert!(err.contains("is not a run directory") && err.contains("empty"), "{err}");
 
     let run = common::make_run(tmp.path(), "fresh", "recall", MetricKind::Dot, 1, None);
     fs::write(run.join("metrics.jsonl"), "")?;
-    let err = format!("{:#}", write_report(&[run.clone()], &tmp.path().join("r")).expect_err("no metrics"));
+    let err = format!("{:#}", write_report(std::slice::from_ref(&run), &tmp.path().join("r")).expect_err("no metrics"));
     assert!(err.contains("no metrics yet"), "{err}");
 
     fs::write(run.join("metrics.jsonl"), "{\"step\":1,\"split\":\"train\",\"loss\":1.0}\nnot json\n{\"step\":2}\n")?;
-    let err = format!("{:#}", write_report(&[run.clone()], &tmp.path().join("r")).expect_err("bad line"));
+    let err = format!("{:#}", write_report(std::slice::from_ref(&run), &tmp.path().join("r")).expect_err("bad line"));
     assert!(err.contains("line 2"), "{err}");
 
     // A cut-off last line (killed mid-write) is skipped, not an error.
