@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// List the attention metrics and their score formulas.
     Metrics,
+    /// Train a model from a run config (TOML).
+    Train(commands::train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,9 +33,14 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
+        Command::Train(args) => commands::train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<attnlab_train::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
