@@ -45,7 +45,12 @@ pub fn loss_curves(dir: &Path, group: &TaskGroup, runs: &[Run], x: XAxis) -> Res
                 let ys = if split == Split::Train { ema(&raw, TRAIN_EMA) } else { raw };
                 let points = xs.iter().zip(ys).filter_map(|(x, y)| Some(((*x)?, y))).collect();
                 let label = (n == 0).then(|| legend(&sg.label, sg.runs.len()));
-                series.push(Series { label, color, points, markers: split == Split::Val && recs.len() <= 12 });
+                series.push(Series {
+                    label,
+                    color,
+                    points,
+                    markers: split == Split::Val && recs.len() <= 12,
+                });
             }
         }
         let log_y = Panel::spans(&series, 4.0);
@@ -71,7 +76,11 @@ pub type LayerCurves = Vec<(String, Vec<f64>)>;
 
 /// Geometry picture: one panel per measure, x = layer, one line per seed group.
 /// Writes `dir/{id}_geometry.{png,svg}`.
-pub fn geometry_chart(dir: &Path, group: &TaskGroup, measures: &[(&str, LayerCurves)]) -> Result<Vec<PathBuf>> {
+pub fn geometry_chart(
+    dir: &Path,
+    group: &TaskGroup,
+    measures: &[(&str, LayerCurves)],
+) -> Result<Vec<PathBuf>> {
     let panels: Vec<Panel> = measures
         .iter()
         .map(|(name, curves)| Panel {
@@ -92,6 +101,7 @@ pub fn geometry_chart(dir: &Path, group: &TaskGroup, measures: &[(&str, LayerCur
                 .collect(),
         })
         .collect();
-    let title = format!("{}: attention geometry on validation inputs (mean over heads and seeds)", group.task);
+    let title =
+        format!("{}: attention geometry on validation inputs (mean over heads and seeds)", group.task);
     line_charts(&dir.join(format!("{}_geometry", group.id)), &title, &panels, (420, 400))
 }

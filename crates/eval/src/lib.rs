@@ -13,6 +13,7 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod sweep;
 
 pub use report::{Report, write_report};
 pub use run::Run;

@@ -106,6 +106,9 @@ mod tests {
         let svt = singular_values(&transpose(&b, 5, 7), 7, 5);
         assert!(sv.iter().zip(&svt).all(|(x, y)| (x - y).abs() < 1e-10), "{sv:?} vs {svt:?}");
         // A matmul against a hand-computed product.
-        assert_eq!(matmul(&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], 2, 2, 2), vec![19.0, 22.0, 43.0, 50.0]);
+        assert_eq!(
+            matmul(&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], 2, 2, 2),
+            vec![19.0, 22.0, 43.0, 50.0]
+        );
     }
 }

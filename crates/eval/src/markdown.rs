@@ -31,7 +31,10 @@ fn group(s: &mut String, g: &GroupReport) {
     let _ = writeln!(s, "### Final numbers, mean ± std over seeds\n");
     table_header(s, "configuration", "seeds", &cols);
     for sg in &g.seed_groups {
-        let cells: Vec<String> = cols.iter().map(|c| sg.numbers.get(c.key).map_or("-".into(), |m: &MeanStd| m.text(c.digits))).collect();
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| sg.numbers.get(c.key).map_or("-".into(), |m: &MeanStd| m.text(c.digits)))
+            .collect();
         let _ = writeln!(s, "| {} | {} | {} |", sg.label, sg.runs.len(), cells.join(" | "));
     }
     if let Some(first) = g.runs.first() {
@@ -48,7 +51,8 @@ fn group(s: &mut String, g: &GroupReport) {
     let _ = writeln!(s, "\n### Runs\n");
     table_header(s, "run", "seed", &cols);
     for r in &g.runs {
-        let cells: Vec<String> = cols.iter().map(|c| r.numbers.get(c.key).map_or("-".into(), |x| fmt_num(*x, c.digits))).collect();
+        let cells: Vec<String> =
+            cols.iter().map(|c| r.numbers.get(c.key).map_or("-".into(), |x| fmt_num(*x, c.digits))).collect();
         let done = if r.finished { "" } else { " (unfinished)" };
         let seed = r.seed.map_or("-".into(), |x| x.to_string());
         let _ = writeln!(s, "| {}{done} | {seed} | {} |", r.name, cells.join(" | "));
@@ -84,7 +88,13 @@ fn params_section(s: &mut String, g: &GroupReport) {
         "| configuration | layer | ‖W_q‖ | ‖W_k‖ | ‖W_v‖ | ‖W_o‖ | σ1(W_qW_kᵀ) | σ2 | σ3 | temperature | power |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for sg in &g.seed_groups {
-        let heads: Vec<_> = g.runs.iter().filter(|r| r.label == sg.label).filter_map(|r| r.params.as_ref()).flatten().collect();
+        let heads: Vec<_> = g
+            .runs
+            .iter()
+            .filter(|r| r.label == sg.label)
+            .filter_map(|r| r.params.as_ref())
+            .flatten()
+            .collect();
         type Get = fn(&crate::params::HeadParams) -> Option<f64>;
         let getters: [Get; 10] = [
             |h| Some(h.q.fro),
@@ -115,7 +125,9 @@ fn params_section(s: &mut String, g: &GroupReport) {
 }
 
 fn geometry_section(s: &mut String, g: &GroupReport) {
-    let Some(inputs) = g.runs.iter().find_map(|r| r.geometry.as_ref()).map(|g| g.inputs.clone()) else { return };
+    let Some(inputs) = g.runs.iter().find_map(|r| r.geometry.as_ref()).map(|g| g.inputs.clone()) else {
+        return;
+    };
     let _ = writeln!(s, "### Attention geometry, per layer (mean over heads and seeds)\n");
     let _ = writeln!(
         s,
@@ -124,13 +136,23 @@ fn geometry_section(s: &mut String, g: &GroupReport) {
          TV to dot = mean total-variation distance between the run's attention rows and dot-product attention \
          from the same q, k.\n"
     );
-    let _ = writeln!(s, "| configuration | layer | key-norm CV | entropy | entropy (dot) | mean distance | TV to dot |\n|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| configuration | layer | key-norm CV | entropy | entropy (dot) | mean distance | TV to dot |\n|---|---|---|---|---|---|---|"
+    );
     for sg in &g.seed_groups {
-        let heads: Vec<_> =
-            g.runs.iter().filter(|r| r.label == sg.label).filter_map(|r| r.geometry.as_ref()).flat_map(|x| &x.heads).collect();
+        let heads: Vec<_> = g
+            .runs
+            .iter()
+            .filter(|r| r.label == sg.label)
+            .filter_map(|r| r.geometry.as_ref())
+            .flat_map(|x| &x.heads)
+            .collect();
         type Get = fn(&crate::geometry::HeadGeometry) -> f64;
-        let getters: [Get; 5] = [|h| h.key_norm_cv, |h| h.entropy, |h| h.entropy_dot, |h| h.mean_distance, |h| h.tv_to_dot];
-        let cols: Vec<Vec<f64>> = getters.iter().map(|get| per_layer_mean(heads.iter().map(|h| (h.layer, get(h))))).collect();
+        let getters: [Get; 5] =
+            [|h| h.key_norm_cv, |h| h.entropy, |h| h.entropy_dot, |h| h.mean_distance, |h| h.tv_to_dot];
+        let cols: Vec<Vec<f64>> =
+            getters.iter().map(|get| per_layer_mean(heads.iter().map(|h| (h.layer, get(h))))).collect();
         for l in 0..cols[0].len() {
             let cells: Vec<String> = cols.iter().map(|c| fmt_num(c[l], 3)).collect();
             let _ = writeln!(s, "| {} | {l} | {} |", sg.label, cells.join(" | "));

@@ -86,13 +86,22 @@ pub fn head_params_of(tensors: &HashMap<String, Tensor>, n_head: usize) -> Resul
         if q.rows % n_head != 0 || q.rows != k.rows || q.rows != v.rows || o.cols != q.rows || k.cols != c {
             bail!(
                 "layer {layer}: projections W_q {}x{c}, W_k {}x{}, W_v {}x{}, W_o {}x{} do not split into {n_head} heads",
-                q.rows, k.rows, k.cols, v.rows, v.cols, o.rows, o.cols
+                q.rows,
+                k.rows,
+                k.cols,
+                v.rows,
+                v.cols,
+                o.rows,
+                o.cols
             )
         }
         let d = q.rows / n_head;
         let per_head = |suffix: &str| -> Result<Option<Vec<f64>>> {
             let key = format!("blocks.{layer}.attn.metric.{suffix}");
-            tensors.get(&key).map(|t| Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)).transpose()
+            tensors
+                .get(&key)
+                .map(|t| Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?))
+                .transpose()
         };
         let (temps, powers) = (per_head("temperature")?, per_head("power")?);
         for h in 0..n_head {
@@ -135,6 +144,8 @@ impl Matrix {
 
     /// Columns `start .. start + n`, `(rows, n)`.
     fn cols_of(&self, start: usize, n: usize) -> Vec<f64> {
-        (0..self.rows).flat_map(|i| self.data[i * self.cols + start..i * self.cols + start + n].to_vec()).collect()
+        (0..self.rows)
+            .flat_map(|i| self.data[i * self.cols + start..i * self.cols + start + n].to_vec())
+            .collect()
     }
 }

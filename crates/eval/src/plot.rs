@@ -60,7 +60,8 @@ pub struct Panel {
 impl Panel {
     /// Whether the positive y values span more than a factor `ratio` (log scale then helps).
     pub fn spans(series: &[Series], ratio: f64) -> bool {
-        let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| *y > 0.0 && y.is_finite());
+        let ys =
+            series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| *y > 0.0 && y.is_finite());
         let (lo, hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
         lo.is_finite() && hi / lo > ratio
     }
@@ -70,7 +71,9 @@ fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are a valid TTF shipped by the dejavu crate; failure would be a build problem.
-        for (style, bytes) in [(FontStyle::Normal, dejavu::sans::regular()), (FontStyle::Bold, dejavu::sans::bold())] {
+        for (style, bytes) in
+            [(FontStyle::Normal, dejavu::sans::regular()), (FontStyle::Bold, dejavu::sans::bold())]
+        {
             if register_font(FONT, style, bytes).is_err() {
                 tracing::error!("could not register the embedded DejaVu font");
             }
@@ -79,7 +82,12 @@ fn register_fonts() {
 }
 
 /// Draws `panels` side by side under `title` into `stem.png` and `stem.svg`; returns both paths.
-pub fn line_charts(stem: &Path, title: &str, panels: &[Panel], panel_size: (u32, u32)) -> Result<Vec<PathBuf>> {
+pub fn line_charts(
+    stem: &Path,
+    title: &str,
+    panels: &[Panel],
+    panel_size: (u32, u32),
+) -> Result<Vec<PathBuf>> {
     register_fonts();
     let width = panel_size.0 * panels.len().max(1) as u32;
     let rows = legend_entries(panels).len().div_ceil((width / LEGEND_ENTRY_W).max(1) as usize) as u32;
@@ -93,7 +101,11 @@ pub fn line_charts(stem: &Path, title: &str, panels: &[Panel], panel_size: (u32,
     Ok(vec![png, svg])
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, panels: &[Panel]) -> Result<(), String> {
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[Panel],
+) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("{e:?}");
     root.fill(&WHITE).map_err(err)?;
     let root = root.titled(title, (FONT, 22).into_font().style(FontStyle::Bold)).map_err(err)?;

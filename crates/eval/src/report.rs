@@ -149,9 +149,18 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupRepo
     if measures.iter().any(|(_, c)| c.iter().any(|(_, ys)| !ys.is_empty())) {
         figures.extend(geometry_chart(out, group, &measures)?);
     }
-    let figures = figures.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
-    let char_level = group.seed_groups.first().and_then(|sg| sg.runs.first()).is_some_and(|&i| char_level(&runs[i]));
-    Ok(GroupReport { id: group.id.clone(), task: group.task.clone(), char_level, seed_groups, runs: run_reports, figures })
+    let figures =
+        figures.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    let char_level =
+        group.seed_groups.first().and_then(|sg| sg.runs.first()).is_some_and(|&i| char_level(&runs[i]));
+    Ok(GroupReport {
+        id: group.id.clone(),
+        task: group.task.clone(),
+        char_level,
+        seed_groups,
+        runs: run_reports,
+        figures,
+    })
 }
 
 fn over_seeds(numbers: &[Numbers]) -> BTreeMap<String, MeanStd> {
@@ -182,7 +191,8 @@ fn geometry_measures(group: &TaskGroup, runs: &[RunReport]) -> Vec<(&'static str
                 .seed_groups
                 .iter()
                 .map(|sg| {
-                    let heads = runs.iter().filter(|r| r.label == sg.label).filter_map(|r| r.geometry.as_ref());
+                    let heads =
+                        runs.iter().filter(|r| r.label == sg.label).filter_map(|r| r.geometry.as_ref());
                     let items = heads.flat_map(|g| g.heads.iter().map(|h| (h.layer, get(h))));
                     (sg.label.clone(), per_layer_mean(items))
                 })

@@ -22,7 +22,8 @@ impl MeanStd {
             return None;
         }
         let mean = xs.iter().sum::<f64>() / n as f64;
-        let std = (n > 1).then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        let std =
+            (n > 1).then(|| (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
         Some(Self { mean, std, n })
     }
 

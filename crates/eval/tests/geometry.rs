@@ -1,6 +1,8 @@
 //! Geometry measures on hand-made inputs with known answers.
 
-use attnlab_eval::geometry::{attention_entropy, key_norm_cv, layer_geometry, mean_attention_distance, tv_distance};
+use attnlab_eval::geometry::{
+    attention_entropy, key_norm_cv, layer_geometry, mean_attention_distance, tv_distance,
+};
 use attnlab_model::{MetricKind, MetricLayer, MetricSpec, ParamStore};
 use candle_core::{Device, Tensor};
 
@@ -13,10 +15,7 @@ fn equal_norm_keys_have_zero_dispersion_and_unequal_ones_do_not() -> anyhow::Res
     let dev = Device::Cpu;
     // (b=1, h=2, t=4, d=2): head 0 keys on the circle of radius 2, head 1 norms 1, 1, 3, 3.
     let k = Tensor::new(
-        &[[
-            [[2f32, 0.], [0., 2.], [-1.2, 1.6], [1.6, -1.2]],
-            [[1f32, 0.], [0., 1.], [3., 0.], [0., -3.]],
-        ]],
+        &[[[[2f32, 0.], [0., 2.], [-1.2, 1.6], [1.6, -1.2]], [[1f32, 0.], [0., 1.], [3., 0.], [0., -3.]]]],
         &dev,
     )?;
     let cv = key_norm_cv(&k)?;
@@ -37,7 +36,8 @@ fn uniform_attention_has_entropy_log_t_and_one_hot_has_zero() -> anyhow::Result<
     assert!(close(attention_entropy(&eye)?[0], 0.0, 1e-12));
     // Attending to oneself is distance 0; uniform over 5 keys from query i: mean |i - j|.
     assert!(close(mean_attention_distance(&eye)?[0], 0.0, 1e-12));
-    let want: f64 = (0..t).map(|i| (0..t).map(|j| i.abs_diff(j) as f64).sum::<f64>() / t as f64).sum::<f64>() / t as f64;
+    let want: f64 =
+        (0..t).map(|i| (0..t).map(|j| i.abs_diff(j) as f64).sum::<f64>() / t as f64).sum::<f64>() / t as f64;
     assert!(close(mean_attention_distance(&uniform)?[0], want, 1e-6));
     Ok(())
 }
@@ -65,7 +65,8 @@ fn dot_layer_agrees_with_itself_and_neg_sq_euclid_agrees_only_with_equal_norm_ke
     let g = layer_geometry(0, &dot, &q, &k_equal, None)?;
     assert_eq!(g[0].tv_to_dot, 0.0);
     // neg_sq_euclid with scale 1/sqrt(d) equals dot with scale 2/sqrt(d) for equal-norm keys.
-    let l2 = MetricLayer::new(&MetricSpec::of(MetricKind::NegSqEuclid), 1, 2, &store.root())?.with_scale(0.5 / 2f64.sqrt());
+    let l2 = MetricLayer::new(&MetricSpec::of(MetricKind::NegSqEuclid), 1, 2, &store.root())?
+        .with_scale(0.5 / 2f64.sqrt());
     let same = layer_geometry(0, &l2, &q, &k_equal, None)?;
     assert!(same[0].tv_to_dot < 1e-6, "{same:?}");
     assert!(same[0].key_norm_cv < 1e-6);

@@ -16,7 +16,14 @@ fn report_groups_tasks_averages_seeds_and_writes_every_file() -> anyhow::Result<
     for metric in [MetricKind::Dot, MetricKind::Idw] {
         for seed in [1, 2] {
             let name = format!("recall_{}_s{seed}", metric.name());
-            dirs.push(common::make_run(root, &name, "recall", metric, seed, Some(json!({"val_accuracy": 0.5 + seed as f64 * 0.1}))));
+            dirs.push(common::make_run(
+                root,
+                &name,
+                "recall",
+                metric,
+                seed,
+                Some(json!({"val_accuracy": 0.5 + seed as f64 * 0.1})),
+            ));
         }
     }
     // A text run without summary: reported from metrics.jsonl, grouped apart, marked unfinished.
@@ -38,7 +45,9 @@ fn report_groups_tasks_averages_seeds_and_writes_every_file() -> anyhow::Result<
     let r = &text.runs[0];
     assert!(!r.finished);
     assert_eq!(r.numbers["steps"], 20.0);
-    assert!((r.numbers["bits_per_token"] - r.numbers["final_val_loss"] / std::f64::consts::LN_2).abs() < 1e-12);
+    assert!(
+        (r.numbers["bits_per_token"] - r.numbers["final_val_loss"] / std::f64::consts::LN_2).abs() < 1e-12
+    );
     assert!((r.numbers["ms_per_step"] - 50.0).abs() < 1e-9, "{:?}", r.numbers);
 
     for g in &report.groups {
@@ -57,7 +66,11 @@ fn report_groups_tasks_averages_seeds_and_writes_every_file() -> anyhow::Result<
         for stem in ["loss_step", "loss_wall", "geometry"] {
             for ext in ["png", "svg"] {
                 let f = out.join(format!("{}_{stem}.{ext}", g.id));
-                assert!(fs::metadata(&f).map(|m| m.len() > 1000).unwrap_or(false), "{} missing or empty", f.display());
+                assert!(
+                    fs::metadata(&f).map(|m| m.len() > 1000).unwrap_or(false),
+                    "{} missing or empty",
+                    f.display()
+                );
             }
         }
     }
@@ -75,16 +88,28 @@ fn not_a_run_and_no_metrics_are_clear_errors() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let empty = tmp.path().join("empty");
     fs::create_dir_all(&empty)?;
-    let err = format!("{:#}", write_report(std::slice::from_ref(&empty), &tmp.path().join("r")).expect_err("not a run"));
+    let err = format!(
+        "{:#}",
+        write_report(std::slice::from_ref(&empty), &tmp.path().join("r")).expect_err("not a run")
+    );
     assert!(err.contains("is not a run directory") && err.contains("empty"), "{err}");
 
     let run = common::make_run(tmp.path(), "fresh", "recall", MetricKind::Dot, 1, None);
     fs::write(run.join("metrics.jsonl"), "")?;
-    let err = format!("{:#}", write_report(std::slice::from_ref(&run), &tmp.path().join("r")).expect_err("no metrics"));
+    let err = format!(
+        "{:#}",
+        write_report(std::slice::from_ref(&run), &tmp.path().join("r")).expect_err("no metrics")
+    );
     assert!(err.contains("no metrics yet"), "{err}");
 
-    fs::write(run.join("metrics.jsonl"), "{\"step\":1,\"split\":\"train\",\"loss\":1.0}\nnot json\n{\"step\":2}\n")?;
-    let err = format!("{:#}", write_report(std::slice::from_ref(&run), &tmp.path().join("r")).expect_err("bad line"));
+    fs::write(
+        run.join("metrics.jsonl"),
+        "{\"step\":1,\"split\":\"train\",\"loss\":1.0}\nnot json\n{\"step\":2}\n",
+    )?;
+    let err = format!(
+        "{:#}",
+        write_report(std::slice::from_ref(&run), &tmp.path().join("r")).expect_err("bad line")
+    );
     assert!(err.contains("line 2"), "{err}");
 
     // A cut-off last line (killed mid-write) is skipped, not an error.

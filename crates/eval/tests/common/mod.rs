@@ -12,7 +12,14 @@ use serde_json::{Value, json};
 
 /// Writes a run called `name` under `root`: task `task`, `metric`, `seed`; `steps` train lines and a
 /// validation line every 5 steps; `summary` adds `summary.json` with `extra` merged in.
-pub fn make_run(root: &Path, name: &str, task: &str, metric: MetricKind, seed: u64, summary: Option<Value>) -> PathBuf {
+pub fn make_run(
+    root: &Path,
+    name: &str,
+    task: &str,
+    metric: MetricKind,
+    seed: u64,
+    summary: Option<Value>,
+) -> PathBuf {
     let dir = root.join(name);
     fs::create_dir_all(&dir).expect("run dir");
     let mut gpt = GptConfig::baby_char(13);
@@ -41,7 +48,8 @@ pub fn make_run(root: &Path, name: &str, task: &str, metric: MetricKind, seed: u
             "{{\"step\":{step},\"split\":\"train\",\"loss\":{loss},\"lr\":0.001,\"grad_norm\":1.0,\"tokens_per_s\":1000.0,\"wall_s\":{wall}}}\n"
         );
         if step % 5 == 0 {
-            lines += &format!("{{\"step\":{step},\"split\":\"val\",\"loss\":{},\"wall_s\":{wall}}}\n", loss * 1.1);
+            lines +=
+                &format!("{{\"step\":{step},\"split\":\"val\",\"loss\":{},\"wall_s\":{wall}}}\n", loss * 1.1);
         }
     }
     fs::write(dir.join("metrics.jsonl"), lines).expect("metrics");
