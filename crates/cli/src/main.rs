@@ -26,6 +26,10 @@ enum Command {
     Metrics,
     /// Train a model from a run config (TOML).
     Train(commands::train::TrainArgs),
+    /// Compare runs: loss curves, final table, learned parameters, attention geometry.
+    Eval(commands::eval::EvalArgs),
+    /// Train a grid of runs (bases x metrics x seeds ...) and report on all of them.
+    Sweep(commands::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
         Command::Train(args) => commands::train::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Sweep(args) => commands::sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,6 @@
 //! One module per subcommand; each is glue over the library crates.
 
+pub mod eval;
 pub mod metrics;
+pub mod sweep;
 pub mod train;
