@@ -28,6 +28,10 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Fix one prediction of an `idw` prototype network with one hand-made key/value pair.
     Augment(commands::augment::AugmentArgs),
+    /// Compare runs: loss curves, final table, learned parameters, attention geometry.
+    Eval(commands::eval::EvalArgs),
+    /// Train a grid of runs (bases x metrics x seeds ...) and report on all of them.
+    Sweep(commands::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
         Command::Metrics => commands::metrics::run(),
         Command::Train(args) => commands::train::run(args),
         Command::Augment(args) => commands::augment::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Sweep(args) => commands::sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
