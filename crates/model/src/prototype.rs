@@ -33,11 +33,13 @@ pub struct PrototypeConfig {
     #[serde(flatten)]
     pub attention: MetricSpec,
     /// Per-feature mean of the training data: distance-type metrics draw their keys from
-    /// N(data_mean, (0.1 data_std)^2). Filled in by the task; 0 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// N(data_mean, (0.1 data_std)^2). Set by the task before the model is built (not part of
+    /// the saved config, so runs that differ only in seed compare as one configuration; the
+    /// task records the values in its scores); 0 when absent.
+    #[serde(skip)]
     pub data_mean: Option<Vec<f64>>,
     /// Per-feature standard deviation of the training data (see `data_mean`); 1 when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip)]
     pub data_std: Option<Vec<f64>>,
 }
 

@@ -4,8 +4,10 @@
 //! validation, batch 10, 25 epochs (500 steps), Adam lr 0.01 with cosine annealing. Batches walk
 //! through a permutation of the training set per epoch; the epoch and its permutation are derived
 //! from the step and the task seed, so a resumed run sees exactly the same batches.
-//! Scores: `train_accuracy`, `val_accuracy`, and `key_distances` (each key's distance to its
-//! nearest training point: idw keys become prototypes on the data, dot keys do not).
+//! Scores: `train_accuracy`, `val_accuracy`, `key_distances` (each key's distance to its
+//! nearest training point: idw keys become prototypes on the data, dot keys do not),
+//! `train_errors` (up to 20 misclassified training points `[x, y, label]`, candidates for
+//! `attnlab augment`) and the `data_mean` / `data_std` the keys were initialised around.
 
 use attnlab_model::{Model, ModelConfig, PrototypeConfig, PrototypeNet, key_distances};
 use candle_core::{Device, Result, Tensor, bail};
@@ -162,6 +164,21 @@ fn proto(model: &Model) -> Result<&PrototypeNet> {
     Ok(net)
 }
 
+/// Up to `limit` misclassified points of `points` as `[x, y, label]` (candidates for augmentation).
+fn misclassified(net: &PrototypeNet, points: &Points, limit: usize) -> Result<Vec<[f64; 3]>> {
+    let (x, _) = tensors(points, net.keys().device())?;
+    let pred: Vec<u32> = net.forward(&x)?.argmax(1)?.to_vec1()?;
+    Ok(points
+        .x
+        .iter()
+        .zip(&points.label)
+        .zip(&pred)
+        .filter(|((_, l), p)| l != p)
+        .take(limit)
+        .map(|((x, l), _)| [x[0], x[1], *l as f64])
+        .collect())
+}
+
 /// Min, median, mean and max of `v` (non-empty), and the list itself.
 fn summary(v: &[f64]) -> Value {
     let mut s = v.to_vec();
@@ -227,6 +244,10 @@ impl Task for PrototypeTask {
         out.insert("train_accuracy".into(), json!(Self::accuracy(net, &self.train)?));
         out.insert("val_accuracy".into(), json!(Self::accuracy(net, &self.val)?));
         out.insert("key_distances".into(), summary(&key_distances(net.keys(), &self.train_x)?));
+        out.insert("train_errors".into(), json!(misclassified(net, &self.train, 20)?));
+        let (mean, std) = self.train.stats();
+        out.insert("data_mean".into(), json!(mean));
+        out.insert("data_std".into(), json!(std));
         Ok(out)
     }
 }
