@@ -26,6 +26,8 @@ enum Command {
     Metrics,
     /// Train a model from a run config (TOML).
     Train(commands::train::TrainArgs),
+    /// Generate text from a trained run.
+    Sample(commands::sample::SampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
         Command::Train(args) => commands::train::run(args),
+        Command::Sample(args) => commands::sample::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

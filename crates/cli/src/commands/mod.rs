@@ -1,4 +1,5 @@
 //! One module per subcommand; each is glue over the library crates.
 
 pub mod metrics;
+pub mod sample;
 pub mod train;
