@@ -47,8 +47,16 @@ fn train_resume_and_sample() {
     args.extend(["--set".into(), "train.steps=20".into()]);
     ok(&bin().args(&args).output().expect("run attnlab"));
     assert_eq!(summary_steps(&run), 20);
-    for f in ["config.json", "metrics.jsonl", "last/model.safetensors", "last/optimizer.safetensors",
-        "last/trainer_state.json", "last/tokenizer.json", "best/model.safetensors", "best/tokenizer.json"] {
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "last/model.safetensors",
+        "last/optimizer.safetensors",
+        "last/trainer_state.json",
+        "last/tokenizer.json",
+        "best/model.safetensors",
+        "best/tokenizer.json",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
 
@@ -69,10 +77,17 @@ fn ctrl_c_saves_and_the_run_resumes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let run = tmp.path().join("long");
     let mut args = smoke_args(&run);
-    args.extend(["--set".into(), "train.steps=100000".into(), "--set".into(), "train.ckpt_interval=100000".into()]);
+    args.extend([
+        "--set".into(),
+        "train.steps=100000".into(),
+        "--set".into(),
+        "train.ckpt_interval=100000".into(),
+    ]);
     let child = bin().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let start = Instant::now();
-    while !run.join("metrics.jsonl").exists() || std::fs::metadata(run.join("metrics.jsonl")).map_or(0, |m| m.len()) < 2000 {
+    while !run.join("metrics.jsonl").exists()
+        || std::fs::metadata(run.join("metrics.jsonl")).map_or(0, |m| m.len()) < 2000
+    {
         assert!(start.elapsed() < Duration::from_secs(60), "the run did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -97,16 +112,22 @@ fn bad_input_exits_nonzero_with_a_message() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (vec!["train".into(), "no/such/config.toml".into()], "no/such/config.toml"),
-        ({
-            let mut a = smoke_args(&tmp.path().join("x"));
-            a.extend(["--set".into(), "model.metric=dott".into()]);
-            a
-        }, "model.metric"),
-        ({
-            let mut a = smoke_args(&tmp.path().join("y"));
-            a.extend(["--set".into(), "task.corpus=/no/such/corpus.txt".into()]);
-            a
-        }, "/no/such/corpus.txt"),
+        (
+            {
+                let mut a = smoke_args(&tmp.path().join("x"));
+                a.extend(["--set".into(), "model.metric=dott".into()]);
+                a
+            },
+            "model.metric",
+        ),
+        (
+            {
+                let mut a = smoke_args(&tmp.path().join("y"));
+                a.extend(["--set".into(), "task.corpus=/no/such/corpus.txt".into()]);
+                a
+            },
+            "/no/such/corpus.txt",
+        ),
         (vec!["sample".into(), tmp.path().join("nothing").to_string_lossy().into_owned()], "does not exist"),
     ];
     for (args, want) in cases {

@@ -37,7 +37,8 @@ fn overrides_reach_the_named_fields() -> anyhow::Result<()> {
     let attnlab_model::ModelConfig::Gpt(g) = &run.model;
     assert_eq!(g.attention.eps, 0.01);
     // Fields with defaults that the file leaves out can be set too.
-    let run = common::run_from_toml(&base, &["train.grad_clip=0.5", "task.power_a=0.5", "model.norm=rmsnorm"])?;
+    let run =
+        common::run_from_toml(&base, &["train.grad_clip=0.5", "task.power_a=0.5", "model.norm=rmsnorm"])?;
     assert_eq!(run.train.grad_clip, 0.5);
     assert!(matches!(run.task, TaskConfig::Recall(ref r) if r.power_a == 0.5));
     Ok(())

@@ -31,9 +31,17 @@ fn text_task_reads_a_hub_corpus_like_a_local_one() -> anyhow::Result<()> {
         bpe_vocab_size: 512,
         val_fraction: 0.1,
     };
-    let from_local = TextTask::new(&cfg(&local.to_string_lossy(), None, "char"), 16, 4, 2, 1, &device, &opts)?;
-    let from_hub =
-        TextTask::new(&cfg("hub:datasets/someone/tiny@v1", Some("input.txt"), "hub:someone/tok"), 16, 4, 2, 1, &device, &opts)?;
+    let from_local =
+        TextTask::new(&cfg(&local.to_string_lossy(), None, "char"), 16, 4, 2, 1, &device, &opts)?;
+    let from_hub = TextTask::new(
+        &cfg("hub:datasets/someone/tiny@v1", Some("input.txt"), "hub:someone/tok"),
+        16,
+        4,
+        2,
+        1,
+        &device,
+        &opts,
+    )?;
     assert_eq!(from_local.n_train_tokens(), from_hub.n_train_tokens());
     assert_eq!(from_local.tokenizer().to_json()?, from_hub.tokenizer().to_json()?);
     use attnlab_train::Task;
@@ -41,13 +49,23 @@ fn text_task_reads_a_hub_corpus_like_a_local_one() -> anyhow::Result<()> {
     assert_eq!(a.inputs[0].to_vec2::<u32>()?, b.inputs[0].to_vec2::<u32>()?);
 
     // A missing file on the hub is a clear error naming the file.
-    let missing = TextTask::new(&cfg("hub:datasets/someone/tiny@v1", Some("nope.txt"), "char"), 16, 4, 2, 1, &device, &opts);
+    let missing = TextTask::new(
+        &cfg("hub:datasets/someone/tiny@v1", Some("nope.txt"), "char"),
+        16,
+        4,
+        2,
+        1,
+        &device,
+        &opts,
+    );
     let msg = format!("{:#}", missing.err().expect("missing hub file"));
     assert!(msg.contains("nope.txt"), "{msg}");
 
     // And a whole run trains from the hub corpus.
-    let toml = common::text_toml(std::path::Path::new("unused"), "dot", 2)
-        .replace("corpus = \"unused\"", "corpus = \"hub:datasets/someone/tiny@v1\"\ncorpus_file = \"input.txt\"");
+    let toml = common::text_toml(std::path::Path::new("unused"), "dot", 2).replace(
+        "corpus = \"unused\"",
+        "corpus = \"hub:datasets/someone/tiny@v1\"\ncorpus_file = \"input.txt\"",
+    );
     let run = common::run_from_toml(&toml, &[])?;
     let mut topts = TrainOptions::new(&device);
     topts.env = TaskEnv { device: device.clone(), hub: opts.clone() };

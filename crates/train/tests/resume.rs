@@ -19,7 +19,8 @@ fn tensors(path: &Path) -> HashMap<String, Vec<f32>> {
     let t = candle_core::safetensors::load(path, &Device::Cpu).expect("loading safetensors");
     t.into_iter()
         .map(|(k, v)| {
-            let v = v.flatten_all().and_then(|v| v.to_dtype(candle_core::DType::F32)).and_then(|v| v.to_vec1());
+            let v =
+                v.flatten_all().and_then(|v| v.to_dtype(candle_core::DType::F32)).and_then(|v| v.to_vec1());
             (k, v.expect("tensor to vec"))
         })
         .collect()

@@ -38,7 +38,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
     // A run directory holds its own config.json beside last/; load last/ explicitly.
     let last = args.run.join(LAST_DIR);
     let target = if last.join(MODEL_FILE).is_file() { last } else { args.run.clone() };
-    let ckpt = Checkpoint::load(&target, &device).map_err(|e| anyhow!("loading {}: {e}", args.run.display()))?;
+    let ckpt =
+        Checkpoint::load(&target, &device).map_err(|e| anyhow!("loading {}: {e}", args.run.display()))?;
     let tokenizer = load_tokenizer(&ckpt.dir)?;
     let gpt = ckpt.model.as_gpt().context("sampling needs a GPT checkpoint")?;
     let prompt = tokenizer.encode(&args.prompt).context("encoding --prompt")?;
