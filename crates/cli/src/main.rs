@@ -28,6 +28,10 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Generate text from a trained run.
     Sample(commands::sample::SampleArgs),
+    /// Compare runs: loss curves, final table, learned parameters, attention geometry.
+    Eval(commands::eval::EvalArgs),
+    /// Train a grid of runs (bases x metrics x seeds ...) and report on all of them.
+    Sweep(commands::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
         Command::Metrics => commands::metrics::run(),
         Command::Train(args) => commands::train::run(args),
         Command::Sample(args) => commands::sample::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Sweep(args) => commands::sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,7 +38,7 @@ impl Progress {
                 pb.set_message(format!("loss {loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s"));
             }
             Progress::Log { every } => {
-                if step % every == 0 {
+                if step.is_multiple_of(*every) {
                     tracing::info!(
                         step,
                         loss = format!("{loss:.4}"),

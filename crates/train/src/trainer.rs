@@ -169,11 +169,11 @@ impl Session {
             let step = self.state.step;
             let at_end = step >= t.steps;
             let fresh = self.resumed_at != Some(step);
-            if fresh && (step % t.eval_interval == 0 || at_end) {
+            if fresh && (step.is_multiple_of(t.eval_interval) || at_end) {
                 self.eval_boundary(step)?;
             }
             let stop = stop_at == Some(step) || stop_requested();
-            if at_end || stop || (fresh && step > 0 && step % t.ckpt_interval == 0) {
+            if at_end || stop || (fresh && step > 0 && step.is_multiple_of(t.ckpt_interval)) {
                 self.save_last()?;
             }
             if at_end {

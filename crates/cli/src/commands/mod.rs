@@ -1,5 +1,7 @@
 //! One module per subcommand; each is glue over the library crates.
 
+pub mod eval;
 pub mod metrics;
 pub mod sample;
+pub mod sweep;
 pub mod train;

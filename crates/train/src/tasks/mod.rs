@@ -3,7 +3,12 @@
 //! To add a task: a module with its config struct (`#[serde(deny_unknown_fields)]`) and a type
 //! implementing [`Task`], a variant of [`TaskConfig`], and an arm in [`build_task`].
 
+pub mod franke;
+pub mod moons;
+pub mod prototype;
 pub mod recall;
+pub mod scattered;
+pub mod shepard;
 pub mod text;
 pub mod tokenizer;
 
@@ -15,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::task::{Batch, Task};
+pub use prototype::{PrototypeTask, PrototypeTaskConfig};
 pub use recall::{RecallConfig, RecallTask};
+pub use scattered::{ScatteredConfig, ScatteredTask};
 pub use text::{TextConfig, TextTask};
 
 /// Configuration of any task; `kind` selects the variant.
@@ -26,6 +33,10 @@ pub enum TaskConfig {
     Text(TextConfig),
     /// Multi-query associative recall (MQAR).
     Recall(RecallConfig),
+    /// In-context scattered-data interpolation (set regressor).
+    Scattered(ScatteredConfig),
+    /// McCarter's prototype networks on two moons.
+    Prototype(PrototypeTaskConfig),
 }
 
 impl TaskConfig {
@@ -34,6 +45,8 @@ impl TaskConfig {
         match self {
             TaskConfig::Text(_) => "text",
             TaskConfig::Recall(_) => "recall",
+            TaskConfig::Scattered(_) => "scattered",
+            TaskConfig::Prototype(_) => "prototype",
         }
     }
 
@@ -42,6 +55,8 @@ impl TaskConfig {
         match self {
             TaskConfig::Text(c) => c.validate(),
             TaskConfig::Recall(c) => c.validate(),
+            TaskConfig::Scattered(c) => c.validate().map_err(|e| anyhow::anyhow!("{e}")),
+            TaskConfig::Prototype(c) => c.validate().map_err(|e| anyhow::anyhow!("{e}")),
         }
     }
 }
@@ -74,6 +89,8 @@ pub fn build_task(run: &RunConfig, env: &TaskEnv) -> Result<(RunConfig, Box<dyn 
         TaskConfig::Recall(c) => {
             Box::new(RecallTask::new(c, t.batch_size, t.eval_batches, run.seed, &env.device)?)
         }
+        TaskConfig::Scattered(c) => Box::new(ScatteredTask::new(c, run.seed, &env.device)?),
+        TaskConfig::Prototype(c) => Box::new(PrototypeTask::new(c, run.seed, &env.device)?),
     };
     let mut resolved = run.clone();
     task.configure_model(&mut resolved.model).map_err(|e| anyhow::anyhow!("{e}"))?;
