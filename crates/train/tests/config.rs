@@ -34,7 +34,7 @@ fn overrides_reach_the_named_fields() -> anyhow::Result<()> {
     assert_eq!(run.model.metric(), MetricKind::Idw);
     assert_eq!((run.train.steps, run.train.batch_size, run.seed), (77, 5, 99));
     assert_eq!(run.name.as_deref(), Some("x"));
-    let attnlab_model::ModelConfig::Gpt(g) = &run.model;
+    let attnlab_model::ModelConfig::Gpt(g) = &run.model else { panic!("a GPT") };
     assert_eq!(g.attention.eps, 0.01);
     // Fields with defaults that the file leaves out can be set too.
     let run =
@@ -112,7 +112,7 @@ fn shipped_configs_parse() -> anyhow::Result<()> {
         assert_eq!(back, run, "{name} does not survive a JSON round trip");
     }
     let sh = RunConfig::load(&root.join("shakespeare_char.toml"), &[])?;
-    let attnlab_model::ModelConfig::Gpt(g) = &sh.model;
+    let attnlab_model::ModelConfig::Gpt(g) = &sh.model else { panic!("a GPT") };
     assert_eq!((g.n_layer, g.n_head, g.n_embd, g.block_size), (4, 4, 128, 64));
     assert_eq!((sh.train.batch_size, sh.train.steps, sh.train.warmup_steps), (12, 2000, 100));
     assert_eq!((sh.train.lr, sh.train.min_lr()), (1e-3, 1e-4));

@@ -14,7 +14,7 @@ pub fn generated_text(n: usize) -> String {
     while out.len() < n {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         out.push_str(words[(x >> 33) as usize % words.len()]);
-        out.push(if (x >> 20) % 7 == 0 { '\n' } else { ' ' });
+        out.push(if (x >> 20).is_multiple_of(7) { '\n' } else { ' ' });
     }
     out
 }
