@@ -45,3 +45,19 @@ fn bpe_round_trip_and_reload() -> anyhow::Result<()> {
     assert_eq!(back.encode(&text)?, ids);
     Ok(())
 }
+
+#[test]
+fn text_task_with_a_bpe_tokenizer_sets_the_model_vocab() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let corpus = common::write_file(dir.path(), "c.txt", common::generated_text(20_000).as_bytes());
+    let toml = common::text_toml(&corpus, "dot", 1);
+    let run = common::run_from_toml(&toml, &["task.tokenizer=bpe", "task.bpe_vocab_size=300"])?;
+    let (resolved, _task) =
+        attnlab_train::build_task(&run, &attnlab_train::TaskEnv::on(&candle_core::Device::Cpu))?;
+    let attnlab_model::ModelConfig::Gpt(g) = &resolved.model else { panic!("a GPT") };
+    assert!(g.vocab_size > 256 && g.vocab_size <= 300, "vocab {}", g.vocab_size);
+    let too_small = common::run_from_toml(&toml, &["task.tokenizer=bpe", "task.bpe_vocab_size=100"]);
+    let msg = format!("{:#}", too_small.err().expect("vocab 100 is too small"));
+    assert!(msg.contains("task.bpe_vocab_size"), "{msg}");
+    Ok(())
+}
