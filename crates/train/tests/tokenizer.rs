@@ -57,7 +57,7 @@ fn text_task_with_a_bpe_tokenizer_sets_the_model_vocab() -> anyhow::Result<()> {
     let attnlab_model::ModelConfig::Gpt(g) = &resolved.model else { panic!("a GPT") };
     assert!(g.vocab_size > 256 && g.vocab_size <= 300, "vocab {}", g.vocab_size);
     let too_small = common::run_from_toml(&toml, &["task.tokenizer=bpe", "task.bpe_vocab_size=100"]);
-    let msg = format!("{:#}", too_small.err().expect("vocab 100 is too small"));
+    let msg = format!("{:#}", too_small.expect_err("vocab 100 is too small"));
     assert!(msg.contains("task.bpe_vocab_size"), "{msg}");
     Ok(())
 }
