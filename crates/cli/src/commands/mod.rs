@@ -1,5 +1,6 @@
 //! One module per subcommand; each is glue over the library crates.
 
+pub mod augment;
 pub mod eval;
 pub mod metrics;
 pub mod sample;
