@@ -299,3 +299,75 @@ fn trained_idw_prototypes_sit_on_the_data_and_augmentation_is_local() -> R {
     assert!(err.to_string().contains("idw"), "{err}");
     Ok(())
 }
+
+/// A short moons run (100 steps) of `metric` written to `dir`.
+fn moons_run(metric: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/moons.toml"))?;
+    let mut value = attnlab_train::config::toml_to_value(&text)?;
+    let sets = [format!("model.metric={metric}"), "train.steps=100".into(), "seed=3".into()];
+    attnlab_train::config::apply_overrides(&mut value, &sets)?;
+    let run = attnlab_train::RunConfig::from_value(value)?;
+    attnlab_train::train(&run, dir, &attnlab_train::TrainOptions::new(&Device::Cpu))?;
+    Ok(())
+}
+
+#[test]
+fn augment_run_writes_a_checkpoint_that_flips_the_point() -> anyhow::Result<()> {
+    use attnlab_train::tasks::augment::augment_run;
+    let tmp = tempfile::tempdir()?;
+    let run = tmp.path().join("idw");
+    moons_run("idw", &run)?;
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("summary.json"))?)?;
+    for key in ["train_accuracy", "val_accuracy"] {
+        assert!(summary[key].as_f64().is_some_and(|a| a > 0.5), "{key}: {summary}");
+    }
+    assert!(summary["key_distances"]["per_key"].as_array().is_some_and(|k| k.len() == 16), "{summary}");
+    // The middle of the inner moon, asked to be class 0.
+    let out = tmp.path().join("aug");
+    let report = augment_run(&run, &[1.0, -0.5], 0, None, &out)?;
+    assert_eq!((report.predicted_before, report.predicted_after, report.n_protos), (1, 0, 17), "{report:?}");
+    let back = attnlab_model::Checkpoint::load(&out, &Device::Cpu)?;
+    let net = back.model.as_prototype().expect("prototype");
+    let logits: Vec<f32> =
+        net.forward(&Tensor::new(&[[1.0f32, -0.5]], &Device::Cpu)?)?.flatten_all()?.to_vec1()?;
+    assert!(logits[0] > logits[1], "the saved checkpoint does not flip the point: {logits:?}");
+    let err = augment_run(&run, &[1.0, -0.5], 2, None, &tmp.path().join("bad")).expect_err("class 2");
+    assert!(format!("{err:#}").contains("class 2 is out of range"), "{err:#}");
+    let dot = tmp.path().join("dot");
+    moons_run("dot", &dot)?;
+    let err = augment_run(&dot, &[1.0, -0.5], 0, None, &tmp.path().join("bad")).expect_err("dot run");
+    assert!(format!("{err:#}").contains("needs the `idw` metric"), "{err:#}");
+    Ok(())
+}
+
+#[test]
+fn misspelt_keys_are_rejected_for_the_interpolation_variants() -> anyhow::Result<()> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/");
+    for (file, key) in [
+        ("moons.toml", "model.n_protoss"),
+        ("moons.toml", "task.noize"),
+        ("scattered2d.toml", "model.n_layers"),
+        ("scattered1d.toml", "task.n_contexts"),
+    ] {
+        let path = std::path::Path::new(dir).join(file);
+        let err = attnlab_train::RunConfig::load(&path, &[format!("{key}=3")]).expect_err(key);
+        let (msg, field) = (format!("{err:#}"), key.rsplit('.').next().unwrap_or(key));
+        assert!(msg.contains("unknown") && msg.contains(field), "{file} {key}: {msg}");
+        // The unmodified config loads, and the overrides of the brief work.
+        attnlab_train::RunConfig::load(&path, &["seed=7".into()])?;
+    }
+    let moons = std::path::Path::new(dir).join("moons.toml");
+    let sets = ["model.metric=dot".into(), "model.n_protos=128".into(), "seed=5".into()];
+    let run = attnlab_train::RunConfig::load(&moons, &sets)?;
+    assert_eq!((run.model.metric(), run.seed), (MetricKind::Dot, 5));
+    let err = attnlab_train::RunConfig::load(&moons, &["model.n_protos=0".into()]);
+    let err = match err {
+        Err(e) => format!("{e:#}"),
+        Ok(run) => {
+            let built = attnlab_train::build_task(&run, &attnlab_train::TaskEnv::on(&Device::Cpu));
+            format!("{:#}", built.err().expect("n_protos = 0 must be rejected"))
+        }
+    };
+    assert!(err.contains("model.n_protos must be at least 1"), "{err}");
+    Ok(())
+}

@@ -1,6 +1,8 @@
 //! One module per subcommand; each is glue over the library crates.
 
+pub mod augment;
 pub mod eval;
 pub mod metrics;
+pub mod sample;
 pub mod sweep;
 pub mod train;

@@ -3,6 +3,7 @@
 //! To add a task: a module with its config struct (`#[serde(deny_unknown_fields)]`) and a type
 //! implementing [`Task`], a variant of [`TaskConfig`], and an arm in [`build_task`].
 
+pub mod augment;
 pub mod franke;
 pub mod moons;
 pub mod prototype;
