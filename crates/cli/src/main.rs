@@ -26,6 +26,8 @@ enum Command {
     Metrics,
     /// Train a model from a run config (TOML).
     Train(commands::train::TrainArgs),
+    /// Generate text from a trained run.
+    Sample(commands::sample::SampleArgs),
     /// Fix one prediction of an `idw` prototype network with one hand-made key/value pair.
     Augment(commands::augment::AugmentArgs),
     /// Compare runs: loss curves, final table, learned parameters, attention geometry.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
         Command::Train(args) => commands::train::run(args),
+        Command::Sample(args) => commands::sample::run(args),
         Command::Augment(args) => commands::augment::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Sweep(args) => commands::sweep::run(args),

@@ -3,7 +3,7 @@
 //! networks add theirs).
 
 use anyhow::{Result, anyhow};
-use attnlab_model::{Checkpoint, Model};
+use attnlab_model::Checkpoint;
 use attnlab_train::{RunConfig, TaskEnv, build_task};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
@@ -36,20 +36,15 @@ pub fn analyse_params(run: &Run) -> Result<Option<Vec<HeadParams>>> {
 }
 
 /// Attention geometry of the run's checkpoint on validation inputs; `None` for model kinds
-/// without a geometry analysis.
+/// without a geometry analysis (set regressors would need a probed forward pass in the model
+/// crate; prototype networks are described by their key-to-data distances and pictures).
 pub fn analyse_geometry(run: &Run) -> Result<Option<GeometryReport>> {
     let Some(dir) = run.checkpoint_dir() else { return Err(anyhow!("no checkpoint in last/ or best/")) };
     let device = Device::Cpu;
     let ckpt = Checkpoint::load(&dir, &device).map_err(|e| anyhow!("loading {}: {e}", dir.display()))?;
-    #[allow(unreachable_patterns)] // other model kinds arrive with their branches
-    match &ckpt.model {
-        Model::Gpt(gpt) => {
-            let (tokens, inputs) =
-                gpt_inputs(run, gpt.config().vocab_size, gpt.config().block_size, &device)?;
-            Ok(Some(GeometryReport { inputs, heads: gpt_geometry(gpt, &tokens)? }))
-        }
-        _ => Ok(None),
-    }
+    let Some(gpt) = ckpt.model.as_gpt() else { return Ok(None) };
+    let (tokens, inputs) = gpt_inputs(run, gpt.config().vocab_size, gpt.config().block_size, &device)?;
+    Ok(Some(GeometryReport { inputs, heads: gpt_geometry(gpt, &tokens)? }))
 }
 
 /// Token ids `(b, t)` for a GPT run's geometry, and their description: the first

@@ -63,7 +63,7 @@ pub fn loss_curves(dir: &Path, group: &TaskGroup, runs: &[Run], x: XAxis) -> Res
             series,
         });
     }
-    let title = format!("{}: loss against {x_label}", group.task);
+    let title = format!("{}: loss against {x_label}", group.id);
     line_charts(&dir.join(format!("{}_loss_{suffix}", group.id)), &title, &panels, (620, 440))
 }
 

@@ -6,6 +6,7 @@ pub mod figures;
 pub mod geometry;
 pub mod group;
 pub mod linalg;
+pub mod maps;
 pub mod markdown;
 pub mod numbers;
 pub mod params;
@@ -14,6 +15,7 @@ pub mod report;
 pub mod run;
 pub mod stats;
 pub mod sweep;
+pub mod task_pictures;
 
 pub use report::{Report, write_report};
 pub use run::Run;

@@ -27,6 +27,7 @@ pub fn render(report: &Report) -> String {
 
 fn group(s: &mut String, g: &GroupReport) {
     let _ = writeln!(s, "## Task `{}` ({} runs)\n", g.id, g.runs.len());
+    let _ = writeln!(s, "Task configuration: `{}`\n", g.task_config);
     let cols = columns(&g.task, g.char_level);
     let _ = writeln!(s, "### Final numbers, mean ± std over seeds\n");
     table_header(s, "configuration", "seeds", &cols);
@@ -62,6 +63,13 @@ fn group(s: &mut String, g: &GroupReport) {
         let _ = writeln!(s, "![{f}]({f})\n");
     }
     let _ = writeln!(s, "SVG versions lie beside the PNGs. Training curves are smoothed (EMA 0.9).\n");
+    for f in g
+        .figures
+        .iter()
+        .filter(|f| (f.contains("_prototypes") || f.contains("_franke_errors")) && f.ends_with(".png"))
+    {
+        let _ = writeln!(s, "### What the models learned\n\n![{f}]({f})\n");
+    }
     params_section(s, g);
     geometry_section(s, g);
     notes_section(s, g);

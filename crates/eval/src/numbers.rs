@@ -112,11 +112,16 @@ pub fn columns(task: &str, char_level: bool) -> Vec<Column> {
     match task {
         "text" if char_level => cols.push(col("bits/char", "bits_per_token", 3)),
         "text" => cols.push(col("bits/token", "bits_per_token", 3)),
-        "recall" | "prototype" => {
+        "recall" => cols.push(col("val acc", "val_accuracy", 3)),
+        "prototype" => {
             cols.push(col("val acc", "val_accuracy", 3));
             cols.push(col("train acc", "train_accuracy", 3));
+            cols.push(col("key→data median", "key_distances.median", 3));
+            cols.push(col("key→data max", "key_distances.max", 3));
         }
         "scattered" => {
+            cols.push(col("val mse", "val_mse", 4));
+            cols.push(col("Shepard p2 val mse", "val_shepard_p2_mse", 4));
             cols.push(col("Franke max", "franke.model.max_abs", 4));
             cols.push(col("Franke mean", "franke.model.mean_abs", 4));
             cols.push(col("Franke rms", "franke.model.rms", 4));

@@ -67,7 +67,8 @@ impl Panel {
     }
 }
 
-fn register_fonts() {
+/// Registers the embedded DejaVu Sans (regular, bold) as `sans-serif`, once.
+pub fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are a valid TTF shipped by the dejavu crate; failure would be a build problem.

@@ -31,6 +31,8 @@ pub struct GroupReport {
     pub id: String,
     /// Task kind.
     pub task: String,
+    /// The task section of the runs' config, as compact JSON.
+    pub task_config: String,
     /// Text task with a character tokenizer (bits per token are bits per character).
     pub char_level: bool,
     /// Runs that differ only in the seed, with mean and std of every number.
@@ -149,13 +151,21 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupRepo
     if measures.iter().any(|(_, c)| c.iter().any(|(_, ys)| !ys.is_empty())) {
         figures.extend(geometry_chart(out, group, &measures)?);
     }
+    match crate::task_pictures::task_pictures(out, group, runs) {
+        Ok(paths) => figures.extend(paths),
+        Err(e) => tracing::warn!(group = %group.id, "task pictures skipped: {e:#}"),
+    }
     let figures =
         figures.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
     let char_level =
         group.seed_groups.first().and_then(|sg| sg.runs.first()).is_some_and(|&i| char_level(&runs[i]));
+    let first = group.seed_groups.first().and_then(|sg| sg.runs.first()).map(|&i| &runs[i]);
+    let task_config =
+        first.and_then(|r| r.config.get("task")).map_or_else(|| "-".to_string(), |t| t.to_string());
     Ok(GroupReport {
         id: group.id.clone(),
         task: group.task.clone(),
+        task_config,
         char_level,
         seed_groups,
         runs: run_reports,

@@ -103,3 +103,42 @@ fn unknown_grid_key_and_bad_sweep_files_are_clear_errors() -> anyhow::Result<()>
     assert!(err.contains("nowhere.toml"), "{err}");
     Ok(())
 }
+
+#[test]
+fn prototype_and_scattered_runs_get_their_pictures() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let moons = tmp.path().join("moons.toml");
+    fs::write(
+        &moons,
+        "seed = 1\n[model]\nkind = \"prototype\"\nmetric = \"idw\"\nn_protos = 4\nn_features = 2\nn_classes = 2\n\
+         [task]\nkind = \"prototype\"\ndataset = \"moons\"\nnoise = 0.1\ntrain_per_class = 20\nval_per_class = 5\n\
+         [train]\nsteps = 10\nbatch_size = 10\nlr = 0.01\nwarmup_steps = 0\neval_interval = 5\neval_batches = 1\nckpt_interval = 10\n",
+    )?;
+    let scattered = tmp.path().join("scattered.toml");
+    fs::write(
+        &scattered,
+        "seed = 1\n[model]\nkind = \"set_regressor\"\nmetric = \"dot\"\ndim = 2\nn_layer = 1\nn_head = 2\nn_embd = 8\n\
+         [task]\nkind = \"scattered\"\ndim = 2\nn_context = 10\nn_query = 4\nval_functions = 2\n\
+         [train]\nsteps = 4\nbatch_size = 2\nlr = 0.003\nwarmup_steps = 1\neval_interval = 2\neval_batches = 1\nckpt_interval = 4\n",
+    )?;
+    let sweep_file = tmp.path().join("sweep.toml");
+    fs::write(
+        &sweep_file,
+        "[[base]]\nconfig = \"moons.toml\"\n[[base]]\nconfig = \"scattered.toml\"\n[grid]\n\"model.metric\" = [\"dot\", \"idw\"]\n",
+    )?;
+    let (_, runs) = sweep::load(&sweep_file)?;
+    assert_eq!(runs.len(), 4);
+    let out = tmp.path().join("out");
+    sweep::run_sweep(&runs, &out, &TrainOptions::new(&Device::Cpu))?;
+    let report = out.join("report");
+    for f in ["prototype_prototypes", "scattered_franke_errors", "prototype_loss_step", "scattered_loss_wall"]
+    {
+        for ext in ["png", "svg"] {
+            let p = report.join(format!("{f}.{ext}"));
+            assert!(fs::metadata(&p).map(|m| m.len() > 1000).unwrap_or(false), "{} missing", p.display());
+        }
+    }
+    let md = fs::read_to_string(report.join("report.md"))?;
+    assert!(md.contains("key→data median") && md.contains("Franke rms") && md.contains("shepard_p2"), "{md}");
+    Ok(())
+}

@@ -14,7 +14,7 @@ pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
 pub use interrupt::Interrupted;
-pub use rundir::{Summary, is_finished};
+pub use rundir::{Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
 pub use tasks::{TaskConfig, TaskEnv, build_task};
-pub use trainer::{TrainOptions, evaluate, train};
+pub use trainer::{TrainOptions, evaluate, train, train_task};

@@ -183,6 +183,11 @@ pub fn config_path(run_dir: &Path) -> PathBuf {
     run_dir.join(CONFIG_FILE)
 }
 
+/// Whether `run_dir` holds a checkpoint a run can resume from (`last/config.json`).
+pub fn can_resume(run_dir: &Path) -> bool {
+    last_dir(run_dir).join(CONFIG_FILE).is_file()
+}
+
 /// Whether `run_dir` holds a finished run: a `summary.json` whose `steps` equal the
 /// `train.steps` of its `config.json`.
 pub fn is_finished(run_dir: &Path) -> bool {

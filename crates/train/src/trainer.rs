@@ -50,6 +50,17 @@ impl TrainOptions {
 /// Stopping early (Ctrl-C, `stop_at`) saves `last/` and returns an [`Interrupted`] error.
 pub fn train(run: &RunConfig, out_dir: &Path, opts: &TrainOptions) -> Result<Summary> {
     let (run, task) = build_task(run, &opts.env)?;
+    train_task(run, task, out_dir, opts)
+}
+
+/// Like [`train`], with a task built already (`run` is the resolved config that
+/// [`build_task`] returned with it).
+pub fn train_task(
+    run: RunConfig,
+    task: Box<dyn Task>,
+    out_dir: &Path,
+    opts: &TrainOptions,
+) -> Result<Summary> {
     prepare_dir(out_dir, opts.resume)?;
     let mut s = Session::start(run, task, out_dir, opts)?;
     if s.state.step >= s.run.train.steps && out_dir.join(rundir::SUMMARY_FILE).exists() {

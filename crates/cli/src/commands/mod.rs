@@ -3,5 +3,6 @@
 pub mod augment;
 pub mod eval;
 pub mod metrics;
+pub mod sample;
 pub mod sweep;
 pub mod train;

@@ -1,5 +1,6 @@
 //! `attnlab sweep SWEEP.toml [--out DIR]`: train a grid of runs, then report on all of them.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -27,8 +28,12 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let (file, runs) = sweep::load(&args.sweep)?;
     let Some(out) = args.out.or(file.out) else { bail!("the sweep file has no `out`; give --out DIR") };
     if args.dry_run {
+        let mut stdout = std::io::stdout().lock();
         for r in &runs {
-            println!("{}", out.join("runs").join(&r.name).display());
+            // A closed pipe (`| head`) just ends the listing.
+            if writeln!(stdout, "{}", out.join("runs").join(&r.name).display()).is_err() {
+                break;
+            }
         }
         return Ok(());
     }
