@@ -49,10 +49,7 @@ pub fn augment_run(
     out: &Path,
 ) -> Result<AugmentReport> {
     let device = Device::Cpu;
-    // A run directory holds config.json beside last/; the weights are in last/.
-    let last = run.join(attnlab_model::checkpoint::LAST_DIR);
-    let dir = if last.is_dir() { last } else { run.to_path_buf() };
-    let ckpt = Checkpoint::load(&dir, &device).with_context(|| format!("loading {}", run.display()))?;
+    let ckpt = Checkpoint::load(run, &device).with_context(|| format!("loading {}", run.display()))?;
     let Some(net) = ckpt.model.as_prototype() else {
         bail!(
             "augmentation needs a prototype-network run, but {} holds a `{}` model",
