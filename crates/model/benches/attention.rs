@@ -1,1 +1,3 @@
+//! Attention-layer benchmark (criterion).
+
 fn main() {}

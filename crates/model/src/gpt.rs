@@ -84,7 +84,7 @@ impl GptConfig {
                 bail!("model.{name} must be at least 1")
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             bail!("model.n_embd ({}) must be divisible by model.n_head ({})", self.n_embd, self.n_head)
         }
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {

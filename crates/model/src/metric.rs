@@ -332,7 +332,7 @@ impl MetricLayer {
     /// A `(h,)` parameter reshaped to broadcast against `(b, h, tq, tk)`.
     fn per_head(&self, p: Option<&Tensor>, q: &Tensor) -> Result<Tensor> {
         let Some(p) = p else { bail!("metric `{}` has no per-head parameter", self.kind) };
-        p.reshape((1, q.dim(1)?, 1, 1))
+        p.to_dtype(q.dtype())?.reshape((1, q.dim(1)?, 1, 1))
     }
 }
 
