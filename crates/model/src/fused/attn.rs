@@ -55,7 +55,8 @@ impl RowMask {
     /// From an additive `(tq, tk)` mask of zeros and `-inf`; `None` if it holds other values.
     fn new(mask: Option<&Tensor>, tq: usize, tk: usize) -> Result<Option<Self>> {
         let Some(mask) = mask else { return Ok(Some(RowMask::Prefix(vec![tk; tq]))) };
-        if mask.elem_count() != tq * tk || mask.dims().len() < 2 || mask.dims()[mask.rank() - 2..] != [tq, tk] {
+        if mask.elem_count() != tq * tk || mask.dims().len() < 2 || mask.dims()[mask.rank() - 2..] != [tq, tk]
+        {
             return Ok(None);
         }
         let m = to_vec(&mask.to_dtype(DType::F32)?)?;
@@ -375,7 +376,15 @@ impl CustomOp3 for BwdOut<'_> {
                     o[0] = (bh * tq..(bh + 1) * tq)
                         .map(|r| {
                             let (row, n, span) = row_args(r);
-                            backward_row(&fwd.f, row, &qk[span.clone()], &w[span.clone()], &g[span], n, &mut scratch)
+                            backward_row(
+                                &fwd.f,
+                                row,
+                                &qk[span.clone()],
+                                &w[span.clone()],
+                                &g[span],
+                                n,
+                                &mut scratch,
+                            )
                         })
                         .sum();
                 });

@@ -14,11 +14,7 @@ const CHUNK: usize = 4096;
 
 /// GELU with the exact (erf) form, `x Phi(x)`, any shape; fused on CPU `f32`, else `gelu_erf`.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    if enabled(Kernel::Gelu) && cpu_f32(x) {
-        x.contiguous()?.apply_op1(Gelu)
-    } else {
-        x.gelu_erf()
-    }
+    if enabled(Kernel::Gelu) && cpu_f32(x) { x.contiguous()?.apply_op1(Gelu) } else { x.gelu_erf() }
 }
 
 /// Applies `f(input chunk, output chunk)` over contiguous data in parallel chunks.
@@ -62,7 +58,13 @@ impl CustomOp2 for GeluBwd {
         "attnlab-gelu-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
         let out = map_chunks(x.len(), |at, o| {
             for ((o, &v), &g) in o.iter_mut().zip(&x[at..]).zip(&g[at..]) {

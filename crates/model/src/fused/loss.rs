@@ -38,7 +38,13 @@ impl CustomOp2 for CrossEntropy {
         "attnlab-cross-entropy"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (z, t) = (slice(s1, l1)?, targets(s2, l2)?);
         let (n, v) = l1.shape().dims2()?;
         if let Some(bad) = t.iter().find(|&&t| t as usize >= v) {
@@ -53,7 +59,13 @@ impl CustomOp2 for CrossEntropy {
         Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
     }
 
-    fn bwd(&self, z: &Tensor, t: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        z: &Tensor,
+        t: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let n = z.dim(0)?.max(1);
         let scale = g.to_dtype(DType::F32)?.to_scalar::<f32>()? / n as f32;
         Ok((Some(z.apply_op2_no_bwd(t, &CrossEntropyBwd { scale })?), None))
@@ -70,7 +82,13 @@ impl CustomOp2 for CrossEntropyBwd {
         "attnlab-cross-entropy-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (z, t) = (slice(s1, l1)?, targets(s2, l2)?);
         let (_n, v) = l1.shape().dims2()?;
         let mut out = vec![0f32; z.len()];

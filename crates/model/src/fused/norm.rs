@@ -51,7 +51,13 @@ impl CustomOp2 for Norm {
         "attnlab-norm"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, w) = (slice(s1, l1)?, slice(s2, l2)?);
         let c = w.len();
         let mut out = vec![0f32; x.len()];
@@ -65,7 +71,13 @@ impl CustomOp2 for Norm {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
         let gx = x.apply_op3_no_bwd(w, &g, &NormGradX(*self))?;
         let gw = x.apply_op2_no_bwd(&g, &NormGradW(*self))?.sum(0)?;
@@ -122,7 +134,13 @@ impl CustomOp2 for NormGradW {
         "attnlab-norm-grad-w"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
         let c = *l1.dims().last().unwrap_or(&1);
         let n_rows = x.len() / c.max(1);
