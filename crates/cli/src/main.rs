@@ -1,6 +1,7 @@
 //! `attnlab`: train, sample, evaluate and benchmark transformers with pluggable attention metrics.
 
 mod commands;
+mod runtime;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,9 @@ struct Cli {
     /// Log more (`-v` debug, `-vv` trace); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// CPU threads for tensor work (default: RAYON_NUM_THREADS, else the physical cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,13 +28,20 @@ struct Cli {
 enum Command {
     /// List the attention metrics and their score formulas.
     Metrics,
+    /// Training speed and peak memory of the reference GPT per attention metric.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = runtime::apply(cli.threads) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
+        Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
