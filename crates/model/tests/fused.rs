@@ -300,3 +300,12 @@ fn kernel_list_parses_and_rejects_unknown_names() -> Result<()> {
     assert!(err.to_string().contains("flash"), "{err}");
     Ok(())
 }
+
+#[test]
+fn fused_gelu_matches_libm_erf_closely_over_a_wide_range() -> Result<()> {
+    let xs: Vec<f32> = (-1200..=1200).map(|i| i as f32 * 0.01).collect();
+    let x = Tensor::from_vec(xs.clone(), xs.len(), &DEV)?;
+    let d = max_abs_diff(&fused::gelu(&x)?, &x.gelu_erf()?)?;
+    assert!(d < 2e-6, "fused GELU differs from gelu_erf by {d}");
+    Ok(())
+}

@@ -163,16 +163,39 @@ fn print_table(r: &Report) {
         r.device
     );
     println!(
-        "{:<14} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
-        "metric", "tokens/s", "vs dot", "fwd ms", "bwd ms", "opt ms", "peak MiB", "threads"
+        "{:<14} {:>9} {:>8} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "metric",
+        "tokens/s",
+        "vs dot",
+        "clean tok/s",
+        "cpu ms",
+        "fwd ms",
+        "bwd ms",
+        "opt ms",
+        "peak MiB",
+        "threads"
     );
     let dot = r.results.iter().find(|x| x.metric == "dot").map(|x| x.tokens_per_s);
     for x in &r.results {
         let ratio = dot.map(|d| format!("{:.3}", d / x.tokens_per_s)).unwrap_or_else(|| "-".into());
+        let clean = match x.tokens_per_s_clean {
+            Some(c) => format!("{c:.0} ({})", x.clean_steps),
+            None => "-".into(),
+        };
         println!(
-            "{:<14} {:>9.0} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>7}",
-            x.metric, x.tokens_per_s, ratio, x.fwd_ms, x.bwd_ms, x.opt_ms, x.peak_rss_mib, x.threads
+            "{:<14} {:>9.0} {:>8} {:>11} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>7}",
+            x.metric,
+            x.tokens_per_s,
+            ratio,
+            clean,
+            x.cpu_ms,
+            x.fwd_ms,
+            x.bwd_ms,
+            x.opt_ms,
+            x.peak_rss_mib,
+            x.threads
         );
     }
-    println!("(vs dot = step time relative to dot; loss moves: first/last step losses are in --json)");
+    println!("vs dot: step time relative to dot. clean: median over steps where other processes used");
+    println!("under 10% of the CPUs (count). cpu ms: this process's CPU time per step, all threads.");
 }

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp3, D, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 use super::{Kernel, cpu_f32, enabled, par_rows, slice, to_vec};
 use crate::metric::MetricKind;
@@ -291,12 +291,7 @@ impl CustomOp3 for Fwd {
         let fwd = Fwd { f: self.f, rows: self.rows.clone(), use_param: self.use_param };
         let grads = Bwd { fwd, norms: to_vec(norms)?, param: to_vec(param)? };
         let g_qk = qk.apply_op3_no_bwd(w, &g.contiguous()?, &grads.clone_for(Out::Qk))?;
-        let g_norms = if self.f.kind.is_distance() {
-            let gd2 = (&g_qk * -0.5)?;
-            Some(Tensor::cat(&[gd2.sum(D::Minus1)?, gd2.sum(D::Minus2)?], D::Minus1)?)
-        } else {
-            None
-        };
+        let g_norms = if self.f.kind.is_distance() { Some(g_qk.apply_op1_no_bwd(&NormGrads)?) } else { None };
         let g_param = if self.use_param == ParamUse::None {
             None
         } else {
@@ -391,5 +386,36 @@ impl CustomOp3 for BwdOut<'_> {
                 Ok((CpuStorage::F32(out), Shape::from(b * h)))
             }
         }
+    }
+}
+
+/// Gradients of the squared norms from `g_qk` `(b, h, tq, tk)` in one pass: with
+/// `d2 = |q|^2 + |k|^2 - 2 q.k`, `g_d2 = -g_qk / 2`, so `g_|q_i|^2 = sum_j g_d2` (row sums) and
+/// `g_|k_j|^2 = sum_i g_d2` (column sums); output `(b, h, tq + tk)`.
+struct NormGrads;
+
+impl CustomOp1 for NormGrads {
+    fn name(&self) -> &'static str {
+        "attnlab-metric-norm-grads"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = slice(s, l)?;
+        let (b, h, tq, tk) = l.shape().dims4()?;
+        let mut out = vec![0f32; b * h * (tq + tk)];
+        par_rows(&mut out, tq + tk, g.len(), |bh, o| {
+            let (rows, cols) = o.split_at_mut(tq);
+            for (i, row_sum) in rows.iter_mut().enumerate() {
+                let row = &g[(bh * tq + i) * tk..(bh * tq + i + 1) * tk];
+                let mut acc = 0f32;
+                for (c, &v) in cols.iter_mut().zip(row) {
+                    *c += v;
+                    acc += v;
+                }
+                *row_sum = -0.5 * acc;
+            }
+            cols.iter_mut().for_each(|c| *c *= -0.5);
+        });
+        Ok((CpuStorage::F32(out), Shape::from((b, h, tq + tk))))
     }
 }

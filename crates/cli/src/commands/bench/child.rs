@@ -32,6 +32,14 @@ pub struct BenchResult {
     pub metric: String,
     /// Median training tokens per second.
     pub tokens_per_s: f64,
+    /// Median tokens per second over the "clean" steps, those during which other processes used
+    /// under 10% of the machine's CPU (as `torch_gpt.py` does); `None` when no step was clean.
+    pub tokens_per_s_clean: Option<f64>,
+    /// Number of clean steps.
+    pub clean_steps: usize,
+    /// Median CPU time of this process per step (all threads), ms: less sensitive to other
+    /// processes than wall time.
+    pub cpu_ms: f64,
     /// Median forward time (model + loss), ms.
     pub fwd_ms: f64,
     /// Median backward time, ms.
@@ -76,6 +84,23 @@ pub fn peak_rss_mib() -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// Clock ticks per second of `/proc` CPU counters (`USER_HZ`, 100 on Linux).
+const CLK_TCK: f64 = 100.0;
+
+/// CPU seconds: this process (all threads) and the whole machine (busy time of every CPU).
+fn cpu_now() -> Result<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    let after_name = stat.rsplit_once(')').context("malformed /proc/self/stat")?.1;
+    let f: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> { Ok(f.get(i).context("short /proc/self/stat")?.parse::<f64>()?) };
+    let own = (ticks(11)? + ticks(12)?) / CLK_TCK; // utime, stime (fields 14, 15)
+    let all = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let v: Vec<f64> =
+        all.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum::<f64>() / CLK_TCK;
+    Ok((own, busy))
+}
+
 /// Random tokens `(b, t + 1)` split into inputs and next-token targets.
 fn batch(rng: &mut ChaCha8Rng, s: &Shape, device: &Device) -> Result<(Tensor, Tensor)> {
     let (b, t) = (s.batch_size, s.block_size);
@@ -92,9 +117,12 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
     let mut opt = AdamW::new(params.vars())?;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (mut fwd, mut bwd, mut optm, mut tps) = (vec![], vec![], vec![], vec![]);
+    let (mut cpu, mut clean) = (vec![], vec![]);
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let (mut loss_first, mut loss_last) = (f32::NAN, f32::NAN);
     for step in 0..s.warmup + s.steps {
         let (x, y) = batch(&mut rng, s, device)?;
+        let (own0, busy0) = cpu_now()?;
         let t0 = Instant::now();
         let logits = gpt.forward(&x)?;
         let loss = fused::cross_entropy(&logits.flatten_to(1)?, &y.flatten_all()?)?;
@@ -106,6 +134,7 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
         opt.step(&grads)?;
         device.synchronize()?;
         let t3 = Instant::now();
+        let (own1, busy1) = cpu_now()?;
         drop(grads);
         if step == 0 {
             loss_first = loss_v;
@@ -115,12 +144,21 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
             fwd.push((t1 - t0).as_secs_f64() * 1e3);
             bwd.push((t2 - t1).as_secs_f64() * 1e3);
             optm.push((t3 - t2).as_secs_f64() * 1e3);
-            tps.push((s.batch_size * s.block_size) as f64 / (t3 - t0).as_secs_f64());
+            let (dt, tokens) = ((t3 - t0).as_secs_f64(), (s.batch_size * s.block_size) as f64);
+            tps.push(tokens / dt);
+            cpu.push((own1 - own0) * 1e3);
+            let other = ((busy1 - busy0) - (own1 - own0)).max(0.0) / (ncpu * dt);
+            if other < 0.1 {
+                clean.push(tokens / dt);
+            }
         }
     }
     Ok(BenchResult {
         metric: metric.name().to_string(),
         tokens_per_s: median(tps),
+        clean_steps: clean.len(),
+        tokens_per_s_clean: if clean.is_empty() { None } else { Some(median(clean)) },
+        cpu_ms: median(cpu),
         fwd_ms: median(fwd),
         bwd_ms: median(bwd),
         opt_ms: median(optm),
