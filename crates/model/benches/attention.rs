@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p attnlab-model --bench attention [-- FILTER]`; ratios to `dot` come from
 //! criterion's estimates (`target/criterion/<group>/<metric>/new/estimates.json`).
+#![allow(missing_docs)] // criterion's macros generate undocumented functions
 
 use std::time::Duration;
 
