@@ -284,13 +284,28 @@ impl MetricLayer {
         candle_nn::ops::softmax(&s, D::Minus1)
     }
 
-    /// The fused path: one matrix product (and row norms), then the fused metric-softmax kernel;
-    /// `None` when the kernel does not apply.
-    fn weights_fused(&self, q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
-        if !(fused::enabled(fused::Kernel::Attn) && q.device().is_cpu() && q.dtype() == DType::F32) {
-            return Ok(None);
+    /// Attention output `weights(q, k, mask) v`, `(b, h, tq, dv)` for values `(b, h, tk, dv)`.
+    ///
+    /// On the CPU this runs [`crate::fused::attention`], which never keeps the `(b, h, tq, tk)`
+    /// weights (it recomputes them per head in the backward pass); elsewhere, or with the kernel
+    /// switched off, `weights(q, k, mask)?.matmul(v)`.
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        if fused::enabled(fused::Kernel::Attn) && q.device().is_cpu() && q.dtype() == DType::F32 {
+            let (q, k, param) = match (self.kind, &self.power) {
+                (MetricKind::Cosine, _) => (unit_rows(q)?, unit_rows(k)?, self.temperature.clone()),
+                (MetricKind::Idw, Power::Learned(p)) => (q.clone(), k.clone(), Some(p.clone())),
+                _ => (q.clone(), k.clone(), None),
+            };
+            if let Some(y) = fused::attention(self.fused_fn(), &q, &k, v, param.as_ref(), mask)? {
+                return Ok(y);
+            }
         }
-        let f = fused::MetricFn {
+        self.weights(q, k, mask)?.matmul(v)
+    }
+
+    /// The metric's fixed parameters for the fused kernels.
+    fn fused_fn(&self) -> fused::MetricFn {
+        fused::MetricFn {
             kind: self.kind,
             scale: self.scale as f32,
             eps: self.eps as f32,
@@ -299,7 +314,16 @@ impl MetricLayer {
                 Power::Fixed(p) => *p as f32,
                 Power::Learned(_) => 2.0,
             },
-        };
+        }
+    }
+
+    /// The fused path: one matrix product (and row norms), then the fused metric-softmax kernel;
+    /// `None` when the kernel does not apply.
+    fn weights_fused(&self, q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+        if !(fused::enabled(fused::Kernel::Attn) && q.device().is_cpu() && q.dtype() == DType::F32) {
+            return Ok(None);
+        }
+        let f = self.fused_fn();
         let (qk, param) = match (self.kind, &self.power) {
             (MetricKind::Cosine, _) => (unit_rows(q)?.matmul(&unit_rows(k)?.t()?)?, self.temperature.clone()),
             (MetricKind::Idw, Power::Learned(p)) => (q.matmul(&k.t()?)?, Some(p.clone())),

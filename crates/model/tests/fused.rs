@@ -309,3 +309,71 @@ fn fused_gelu_matches_libm_erf_closely_over_a_wide_range() -> Result<()> {
     assert!(d < 2e-6, "fused GELU differs from gelu_erf by {d}");
     Ok(())
 }
+
+/// `attend(q, k, v)` against `weights_reference(q, k) v`: output and gradients of q, k, v and the
+/// metric's variables, for every spec and mask, also with tq != tk.
+#[test]
+fn fused_attention_matches_the_composed_path() -> Result<()> {
+    for (name, spec) in specs() {
+        for (mname, mask) in masks(6)? {
+            for dup in [false, true] {
+                let s = setup(&spec, 17, dup)?;
+                let mut rng = ChaCha8Rng::seed_from_u64(4);
+                let v = Var::from_tensor(&randn(&mut rng, &[2, 3, 6, 5], 1.0)?)?;
+                let probe = randn(&mut rng, &[2, 3, 6, 5], 1.0)?;
+                let run = |fused_path: bool| -> Result<(Tensor, Vec<Tensor>)> {
+                    let (q, k) = (s.q.as_tensor(), s.k.as_tensor());
+                    let y = if fused_path {
+                        s.layer.attend(q, k, v.as_tensor(), mask.as_ref())?
+                    } else {
+                        s.layer.weights_reference(q, k, mask.as_ref())?.matmul(v.as_tensor())?
+                    };
+                    let grads = (&y * &probe)?.sum_all()?.backward()?;
+                    let mut vars = vec![q.clone(), k.clone(), v.as_tensor().clone()];
+                    vars.extend(s.store.vars().into_iter().map(|(_, v)| v.as_tensor().clone()));
+                    let g = vars
+                        .iter()
+                        .map(|t| {
+                            grads.get(t).cloned().ok_or_else(|| candle_core::Error::Msg("no gradient".into()))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((y, g))
+                };
+                let (yf, gf) = run(true)?;
+                let (yr, gr) = run(false)?;
+                let dy = max_abs_diff(&yf, &yr)?;
+                assert!(dy < 2e-5, "{name}/{mname}/dup={dup}: outputs differ by {dy}");
+                for (i, (a, b)) in gf.iter().zip(&gr).enumerate() {
+                    let tol = 1e-4 * (1.0 + max_abs(b)?);
+                    let d = max_abs_diff(a, b)?;
+                    assert!(d < tol, "{name}/{mname}/dup={dup}: gradient {i} differs by {d} (tol {tol})");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_attention_handles_more_keys_than_queries() -> Result<()> {
+    let store = ParamStore::new(1, &DEV);
+    let layer = MetricLayer::new(&MetricSpec::of(MetricKind::Idw), 2, 4, &store.root())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let q = Var::from_tensor(&randn(&mut rng, &[1, 2, 3, 4], 1.0)?)?;
+    let k = Var::from_tensor(&randn(&mut rng, &[1, 2, 7, 4], 1.0)?)?;
+    let v = randn(&mut rng, &[1, 2, 7, 3], 1.0)?;
+    let yf = layer.attend(q.as_tensor(), k.as_tensor(), &v, None)?;
+    let yr = layer.weights_reference(q.as_tensor(), k.as_tensor(), None)?.matmul(&v)?;
+    assert_eq!(yf.dims(), &[1, 2, 3, 3]);
+    let f = fused::MetricFn { kind: MetricKind::Idw, scale: 0.5, eps: 1e-3, delta: 1e-6, power: 2.0 };
+    let direct = fused::attention(f, q.as_tensor(), k.as_tensor(), &v, None, None)?.expect("kernel applies");
+    assert!(max_abs_diff(&direct, &yf)? == 0.0, "attend runs the fused kernel");
+    assert!(max_abs_diff(&yf, &yr)? < 2e-5);
+    let gf = yf.sum_all()?.backward()?;
+    let gr = yr.sum_all()?.backward()?;
+    for t in [q.as_tensor(), k.as_tensor()] {
+        let (a, b) = (gf.get(t).expect("fused grad"), gr.get(t).expect("reference grad"));
+        assert!(max_abs_diff(a, b)? < 1e-4);
+    }
+    Ok(())
+}

@@ -35,7 +35,7 @@ pub struct MetricFn {
 
 /// Which per-head tensor the kernel receives.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum ParamUse {
+pub(super) enum ParamUse {
     None,
     /// `cosine` temperature tau: score `tau * qk` (qk of unit rows).
     Temperature,
@@ -46,14 +46,14 @@ enum ParamUse {
 /// Which keys each query row may see: a prefix `0..n_i` of the keys (causal and context masks
 /// both are), or an arbitrary pattern.
 #[derive(Debug)]
-enum RowMask {
+pub(super) enum RowMask {
     Prefix(Vec<usize>),
     Dense(Vec<bool>),
 }
 
 impl RowMask {
     /// From an additive `(tq, tk)` mask of zeros and `-inf`; `None` if it holds other values.
-    fn new(mask: Option<&Tensor>, tq: usize, tk: usize) -> Result<Option<Self>> {
+    pub(super) fn new(mask: Option<&Tensor>, tq: usize, tk: usize) -> Result<Option<Self>> {
         let Some(mask) = mask else { return Ok(Some(RowMask::Prefix(vec![tk; tq]))) };
         if mask.elem_count() != tq * tk || mask.dims().len() < 2 || mask.dims()[mask.rank() - 2..] != [tq, tk]
         {
@@ -76,7 +76,7 @@ impl RowMask {
     }
 
     /// Number of leading keys to compute for row `i` and the dense pattern of the row, if any.
-    fn row(&self, i: usize, tk: usize) -> (usize, Option<&[bool]>) {
+    pub(super) fn row(&self, i: usize, tk: usize) -> (usize, Option<&[bool]>) {
         match self {
             RowMask::Prefix(p) => (p[i], None),
             RowMask::Dense(k) => (tk, Some(&k[i * tk..(i + 1) * tk])),
@@ -127,11 +127,11 @@ pub fn attention_weights(
 
 /// Per-row constants of the kernel.
 #[derive(Clone, Copy)]
-struct Row<'a> {
-    qn: f32,
-    kn: &'a [f32],
+pub(super) struct Row<'a> {
+    pub(super) qn: f32,
+    pub(super) kn: &'a [f32],
     /// `p / 2` for distance metrics, tau for cosine.
-    param: f32,
+    pub(super) param: f32,
 }
 
 struct Fwd {
@@ -179,7 +179,14 @@ fn dist_pow(r: f32, delta: f32, half_p: f32) -> (f32, f32) {
 }
 
 /// Writes softmax weights of row `qk[..n]` into `out` (zeros beyond `n` and where `keep` is false).
-fn forward_row(f: &MetricFn, row: Row, qk: &[f32], n: usize, keep: Option<&[bool]>, out: &mut [f32]) {
+pub(super) fn forward_row(
+    f: &MetricFn,
+    row: Row,
+    qk: &[f32],
+    n: usize,
+    keep: Option<&[bool]>,
+    out: &mut [f32],
+) {
     let (s, o) = (f.scale, &mut out[..n]);
     let r = |j: usize| row.qn + row.kn[j] - 2.0 * qk[j];
     let hp = row.param;
@@ -225,7 +232,15 @@ fn dist_derivs(f: &MetricFn, x: f32, u: f32, half_p: f32) -> (f32, f32) {
 }
 
 /// Writes `g_qk` of one row into `out` and returns this row's gradient of the per-head parameter.
-fn backward_row(f: &MetricFn, row: Row, qk: &[f32], w: &[f32], g: &[f32], n: usize, out: &mut [f32]) -> f32 {
+pub(super) fn backward_row(
+    f: &MetricFn,
+    row: Row,
+    qk: &[f32],
+    w: &[f32],
+    g: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> f32 {
     let wg: f32 = w[..n].iter().zip(&g[..n]).map(|(w, g)| w * g).sum();
     let hp = row.param;
     let mut gp = 0.0;

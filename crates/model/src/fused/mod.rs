@@ -6,6 +6,7 @@
 //!
 //! | kernel | replaces |
 //! |---|---|
+//! | [`attention`] | the whole `softmax(score(q, k) + mask) v`, per head, no `(b, h, t, t)` tensor kept |
 //! | [`attention_weights`] | metric transform of `q.k` and the norms, mask, softmax |
 //! | [`layer_norm`] / [`rms_norm`] | mean, centring, variance, rsqrt, scale |
 //! | [`gelu`] | `gelu_erf` and its ten-op backward |
@@ -17,15 +18,18 @@
 //! measure what each one gains: `ATTNLAB_FUSED=none`, `all` (default) or a comma list of
 //! `attn`, `norm`, `gelu`, `ce`.
 
+mod attend;
 mod attn;
 mod gelu;
 mod loss;
+mod mm;
 mod norm;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor, bail};
 
+pub use attend::attention;
 pub use attn::{MetricFn, attention_weights};
 pub use gelu::gelu;
 pub use loss::cross_entropy;
@@ -134,4 +138,35 @@ fn par_rows<F: Fn(usize, &mut [f32]) + Sync>(out: &mut [f32], row_len: usize, wo
             f(r, row);
         }
     });
+}
+
+/// Calls `f(u)` for every unit `u < n_units`, spread over candle's CPU worker pool when the total
+/// `work` is large enough; returns the first error.
+fn par_units<F: Fn(usize) -> Result<()> + Sync>(n_units: usize, work: usize, f: F) -> Result<()> {
+    if work < PAR_MIN || n_units < 2 {
+        return (0..n_units).try_for_each(f);
+    }
+    let first_err = std::sync::Mutex::new(None);
+    candle_core::utils::barrier_pool().execute_chunked(n_units, |range| {
+        for u in range {
+            if let Err(e) = f(u) {
+                let mut slot = first_err.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+            }
+        }
+    });
+    match first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A mutable sub-slice `[at, at + len)` of the buffer behind `ptr` (of `total` elements).
+///
+/// # Safety
+/// `at + len <= total`, the buffer outlives the slice, and no other live slice overlaps it.
+unsafe fn part<'a>(ptr: SharedMut, total: usize, at: usize, len: usize) -> &'a mut [f32] {
+    debug_assert!(at + len <= total);
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts_mut(ptr.get().add(at), len) }
 }
