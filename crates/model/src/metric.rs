@@ -290,7 +290,7 @@ impl MetricLayer {
     /// weights (it recomputes them per head in the backward pass); elsewhere, or with the kernel
     /// switched off, `weights(q, k, mask)?.matmul(v)`.
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        if fused::enabled(fused::Kernel::Attn) && q.device().is_cpu() && q.dtype() == DType::F32 {
+        if fused::enabled(fused::Kernel::Flash) && q.device().is_cpu() && q.dtype() == DType::F32 {
             let (q, k, param) = match (self.kind, &self.power) {
                 (MetricKind::Cosine, _) => (unit_rows(q)?, unit_rows(k)?, self.temperature.clone()),
                 (MetricKind::Idw, Power::Learned(p)) => (q.clone(), k.clone(), Some(p.clone())),

@@ -47,7 +47,7 @@ pub fn attention(
     param: Option<&Tensor>,
     mask: Option<&Tensor>,
 ) -> Result<Option<Tensor>> {
-    if !enabled(Kernel::Attn) || !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
+    if !enabled(Kernel::Flash) || !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
         return Ok(None);
     }
     let (b, h, tq, d) = q.dims4()?;

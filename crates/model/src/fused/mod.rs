@@ -16,7 +16,7 @@
 //! functions return the composed (unfused) result, so models work unchanged on CUDA.
 //! [`set_enabled`] (or the environment variable `ATTNLAB_FUSED`) switches kernels off, e.g. to
 //! measure what each one gains: `ATTNLAB_FUSED=none`, `all` (default) or a comma list of
-//! `attn`, `norm`, `gelu`, `ce`.
+//! `attn`, `flash`, `norm`, `gelu`, `ce`.
 
 mod attend;
 mod attn;
@@ -46,13 +46,15 @@ pub enum Kernel {
     Gelu = 4,
     /// Cross-entropy loss.
     Ce = 8,
+    /// Whole attention `softmax(score + mask) v` per head (no `(b, h, t, t)` tensor kept).
+    Flash = 16,
 }
 
-const ALL: u8 = 15;
+const ALL: u8 = 31;
 const UNSET: u8 = 255;
 static ENABLED: AtomicU8 = AtomicU8::new(UNSET);
 
-/// Parses `all`, `none` or a comma list of `attn`, `norm`, `gelu`, `ce` into a kernel bit set.
+/// Parses `all`, `none` or a comma list of `attn`, `flash`, `norm`, `gelu`, `ce` into a kernel bit set.
 pub fn parse_kernels(list: &str) -> Result<u8> {
     match list.trim() {
         "all" | "" => return Ok(ALL),
@@ -66,7 +68,8 @@ pub fn parse_kernels(list: &str) -> Result<u8> {
             "norm" => Kernel::Norm as u8,
             "gelu" => Kernel::Gelu as u8,
             "ce" => Kernel::Ce as u8,
-            other => bail!("unknown fused kernel `{other}` (expected all, none, or attn,norm,gelu,ce)"),
+            "flash" => Kernel::Flash as u8,
+            other => bail!("unknown fused kernel `{other}` (expected all, none, or attn,flash,norm,gelu,ce)"),
         };
     }
     Ok(bits)
