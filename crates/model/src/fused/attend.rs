@@ -121,7 +121,8 @@ impl Attend {
             vec![0.0; tq + tk]
         };
         for i in 0..tq {
-            let row = Row { qn: norms[i], kn: &norms[tq..], param: p };
+            let row =
+                Row { qn: norms[i], kn: &norms[tq..], param: p, learned: self.use_param == ParamUse::Power };
             let (n, keep) = self.rows.row(i, tk);
             forward_row(&self.f, row, &s[i * tk..(i + 1) * tk], n, keep, &mut w[i * tk..(i + 1) * tk]);
         }
@@ -237,7 +238,12 @@ impl CustomOp3 for AttendBwd {
                 matmul(dw, View::rm(gy, tq, dv), View::rm(v, tk, dv).t())?;
                 let mut gp = 0f32;
                 for i in 0..tq {
-                    let row = Row { qn: norms[i], kn: &norms[tq..], param: p };
+                    let row = Row {
+                        qn: norms[i],
+                        kn: &norms[tq..],
+                        param: p,
+                        learned: fwd.use_param == ParamUse::Power,
+                    };
                     let (n, _) = fwd.rows.row(i, tk);
                     let span = i * tk..(i + 1) * tk;
                     gp += backward_row(

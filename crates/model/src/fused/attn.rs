@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
-use super::{Kernel, cpu_f32, enabled, par_rows, slice, to_vec};
+use super::{Kernel, cpu_f32, enabled, fast_exp, par_rows, slice, to_vec};
 use crate::metric::MetricKind;
 
 /// The score function the kernel applies (fixed parameters of a [`crate::MetricLayer`]).
@@ -132,6 +132,8 @@ pub(super) struct Row<'a> {
     pub(super) kn: &'a [f32],
     /// `p / 2` for distance metrics, tau for cosine.
     pub(super) param: f32,
+    /// Whether `p` is learned (the power's gradient is wanted).
+    pub(super) learned: bool,
 }
 
 struct Fwd {
@@ -156,7 +158,7 @@ impl Fwd {
             ParamUse::Temperature => param[bh % h],
             ParamUse::Power => param[bh % h] * 0.5,
         };
-        Row { qn, kn, param }
+        Row { qn, kn, param, learned: self.use_param == ParamUse::Power }
     }
 
     fn dims(&self, l: &Layout) -> Result<(usize, usize, usize, usize)> {
@@ -164,18 +166,75 @@ impl Fwd {
     }
 }
 
-/// `x = max(r, 0) + delta` and `u = x^(p/2)` with `half_p = p / 2`.
-#[inline(always)]
-fn dist_pow(r: f32, delta: f32, half_p: f32) -> (f32, f32) {
-    let x = r.max(0.0) + delta;
-    let u = if half_p == 1.0 {
+/// How `u = x^(p/2)` is computed; chosen once per row so that the inner loops stay free of
+/// branches and calls the compiler would otherwise evaluate for every element.
+trait PowFn: Copy {
+    /// `x^(p/2)`.
+    fn u(self, x: f32) -> f32;
+    /// `du/dx` at `x` with `u = x^(p/2)`.
+    fn dudx(self, x: f32, u: f32) -> f32;
+}
+
+/// p = 2: `u = x`.
+#[derive(Clone, Copy)]
+struct P2;
+impl PowFn for P2 {
+    #[inline(always)]
+    fn u(self, x: f32) -> f32 {
         x
-    } else if half_p == 0.5 {
+    }
+    #[inline(always)]
+    fn dudx(self, _x: f32, _u: f32) -> f32 {
+        1.0
+    }
+}
+
+/// p = 1: `u = sqrt(x)`.
+#[derive(Clone, Copy)]
+struct P1;
+impl PowFn for P1 {
+    #[inline(always)]
+    fn u(self, x: f32) -> f32 {
         x.sqrt()
-    } else {
-        x.powf(half_p)
+    }
+    #[inline(always)]
+    fn dudx(self, x: f32, u: f32) -> f32 {
+        0.5 * u / x
+    }
+}
+
+/// Any p: `u = x^(p/2)`, holding `p / 2`.
+#[derive(Clone, Copy)]
+struct PAny(f32);
+impl PowFn for PAny {
+    #[inline(always)]
+    fn u(self, x: f32) -> f32 {
+        x.powf(self.0)
+    }
+    #[inline(always)]
+    fn dudx(self, x: f32, u: f32) -> f32 {
+        self.0 * u / x
+    }
+}
+
+/// Calls `$body` with `$pw` bound to the [`PowFn`] for `half_p`.
+macro_rules! with_pow {
+    ($half_p:expr, $pw:ident => $body:expr) => {
+        match $half_p {
+            h if h == 1.0 => {
+                let $pw = P2;
+                $body
+            }
+            h if h == 0.5 => {
+                let $pw = P1;
+                $body
+            }
+            h => {
+                let $pw = PAny(h);
+                $body
+            }
+        }
     };
-    (x, u)
 }
 
 /// Writes softmax weights of row `qk[..n]` into `out` (zeros beyond `n` and where `keep` is false).
@@ -187,18 +246,17 @@ pub(super) fn forward_row(
     keep: Option<&[bool]>,
     out: &mut [f32],
 ) {
-    let (s, o) = (f.scale, &mut out[..n]);
-    let r = |j: usize| row.qn + row.kn[j] - 2.0 * qk[j];
-    let hp = row.param;
+    let o = &mut out[..n];
     let direct = f.kind == MetricKind::Idw;
     match f.kind {
-        MetricKind::Dot => o.iter_mut().zip(qk).for_each(|(o, &v)| *o = s * v),
-        MetricKind::Cosine => o.iter_mut().zip(qk).for_each(|(o, &v)| *o = hp * v),
-        MetricKind::NegSqEuclid => (0..n).for_each(|j| o[j] = -s * r(j).max(0.0)),
-        MetricKind::NegEuclid => (0..n).for_each(|j| o[j] = -s * dist_pow(r(j), f.delta, hp).1),
-        MetricKind::Idw => (0..n).for_each(|j| o[j] = 1.0 / (f.eps + dist_pow(r(j), f.delta, hp).1)),
-        MetricKind::InvDist => (0..n).for_each(|j| o[j] = 1.0 / (f.eps + dist_pow(r(j), f.delta, hp).1)),
-        MetricKind::Rbf => (0..n).for_each(|j| o[j] = (-0.5 * dist_pow(r(j), f.delta, hp).1).exp()),
+        MetricKind::Dot => o.iter_mut().zip(qk).for_each(|(o, &v)| *o = f.scale * v),
+        MetricKind::Cosine => o.iter_mut().zip(qk).for_each(|(o, &v)| *o = row.param * v),
+        MetricKind::NegSqEuclid => {
+            for ((o, &v), &kn) in o.iter_mut().zip(qk).zip(row.kn) {
+                *o = -f.scale * (row.qn + kn - 2.0 * v).max(0.0);
+            }
+        }
+        _ => with_pow!(row.param, pw => dist_scores(f, row, qk, o, pw)),
     }
     if let Some(keep) = keep {
         let blocked = if direct { 0.0 } else { f32::NEG_INFINITY };
@@ -209,7 +267,7 @@ pub(super) fn forward_row(
         if m == f32::NEG_INFINITY {
             o.fill(0.0);
         } else {
-            o.iter_mut().for_each(|v| *v = (*v - m).exp());
+            o.iter_mut().for_each(|v| *v = fast_exp(*v - m));
         }
     }
     let z: f32 = o.iter().sum();
@@ -218,17 +276,17 @@ pub(super) fn forward_row(
     out[n..].fill(0.0);
 }
 
-/// `ds/du` and `du/dx` of a distance metric at `u = x^(p/2)`.
+/// Scores of `neg_euclid`, `inv_dist`, `rbf`, or the unnormalised weights `1 / (eps + u)` of
+/// `idw`, for one row.
 #[inline(always)]
-fn dist_derivs(f: &MetricFn, x: f32, u: f32, half_p: f32) -> (f32, f32) {
-    let dsdu = match f.kind {
-        MetricKind::NegEuclid => -f.scale,
-        MetricKind::Idw => -1.0 / (f.eps + u),
-        MetricKind::InvDist => -1.0 / ((f.eps + u) * (f.eps + u)),
-        _ => -0.5 * (-0.5 * u).exp(), // rbf
-    };
-    let dudx = if half_p == 1.0 { 1.0 } else { half_p * u / x };
-    (dsdu, dudx)
+fn dist_scores<P: PowFn>(f: &MetricFn, row: Row, qk: &[f32], o: &mut [f32], pw: P) {
+    let us = o.iter_mut().zip(qk).zip(row.kn);
+    let u = |v: f32, kn: f32| pw.u((row.qn + kn - 2.0 * v).max(0.0) + f.delta);
+    match f.kind {
+        MetricKind::NegEuclid => us.for_each(|((o, &v), &kn)| *o = -f.scale * u(v, kn)),
+        MetricKind::Rbf => us.for_each(|((o, &v), &kn)| *o = fast_exp(-0.5 * u(v, kn))),
+        _ => us.for_each(|((o, &v), &kn)| *o = 1.0 / (f.eps + u(v, kn))), // idw, inv_dist
+    }
 }
 
 /// Writes `g_qk` of one row into `out` and returns this row's gradient of the per-head parameter.
@@ -242,31 +300,64 @@ pub(super) fn backward_row(
     out: &mut [f32],
 ) -> f32 {
     let wg: f32 = w[..n].iter().zip(&g[..n]).map(|(w, g)| w * g).sum();
-    let hp = row.param;
+    let o = &mut out[..n];
+    let gs = |j: usize| w[j] * (g[j] - wg);
     let mut gp = 0.0;
-    for j in 0..n {
-        let gs = w[j] * (g[j] - wg);
-        out[j] = match f.kind {
-            MetricKind::Dot => f.scale * gs,
-            MetricKind::Cosine => {
-                gp += gs * qk[j];
-                hp * gs
+    match f.kind {
+        MetricKind::Dot => (0..n).for_each(|j| o[j] = f.scale * gs(j)),
+        MetricKind::Cosine => {
+            for j in 0..n {
+                gp += gs(j) * qk[j];
+                o[j] = row.param * gs(j);
             }
-            _ if gs == 0.0 => 0.0,
-            MetricKind::NegSqEuclid => {
+        }
+        MetricKind::NegSqEuclid => {
+            for j in 0..n {
                 let r = row.qn + row.kn[j] - 2.0 * qk[j];
-                if r >= 0.0 { 2.0 * f.scale * gs } else { 0.0 }
+                o[j] = if r >= 0.0 { 2.0 * f.scale * gs(j) } else { 0.0 };
             }
-            _ => {
-                let r = row.qn + row.kn[j] - 2.0 * qk[j];
-                let (x, u) = dist_pow(r, f.delta, hp);
-                let (dsdu, dudx) = dist_derivs(f, x, u, hp);
-                gp += gs * dsdu * u * 0.5 * x.ln();
-                if r >= 0.0 { -2.0 * gs * dsdu * dudx } else { 0.0 }
-            }
-        };
+        }
+        MetricKind::NegEuclid => {
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |_| -f.scale))
+        }
+        MetricKind::Idw => {
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |u| -1.0 / (f.eps + u)))
+        }
+        MetricKind::InvDist => {
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |u| -1.0 / ((f.eps + u) * (f.eps + u))))
+        }
+        MetricKind::Rbf => {
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |u| -0.5 * fast_exp(-0.5 * u)))
+        }
     }
     out[n..].fill(0.0);
+    gp
+}
+
+/// `g_qk = -2 gs ds/du du/dx` (zero where the squared distance was clamped) for one row of a
+/// distance metric with `ds/du` given; returns the row's gradient of the learned power
+/// (`sum gs ds/du u ln(x) / 2`) when the row has one, else 0.
+#[inline(always)]
+fn dist_grads<P: PowFn>(
+    f: &MetricFn,
+    row: Row,
+    qk: &[f32],
+    gs: &impl Fn(usize) -> f32,
+    o: &mut [f32],
+    pw: P,
+    dsdu: impl Fn(f32) -> f32,
+) -> f32 {
+    let mut gp = 0.0;
+    for (j, o) in o.iter_mut().enumerate() {
+        let r = row.qn + row.kn[j] - 2.0 * qk[j];
+        let x = r.max(0.0) + f.delta;
+        let u = pw.u(x);
+        let d = gs(j) * dsdu(u);
+        *o = if r >= 0.0 { -2.0 * d * pw.dudx(x, u) } else { 0.0 };
+        if row.learned {
+            gp += d * u * 0.5 * x.ln();
+        }
+    }
     gp
 }
 
