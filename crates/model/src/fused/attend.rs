@@ -86,6 +86,19 @@ struct Attend {
 /// Shapes of one call: `(b, h, tq, tk, d, dv)`.
 type Dims = (usize, usize, usize, usize, usize, usize);
 
+/// Query rows `i0..i1` and the keys `0..kn` that any of them sees (causal masks let early rows
+/// skip later keys: about 40% of the products at T = 128).
+struct Block {
+    i0: usize,
+    i1: usize,
+    kn: usize,
+}
+
+/// Rows per block: small enough to skip most masked keys, large enough for efficient products.
+fn block_rows(tq: usize) -> usize {
+    if tq <= 256 { 32 } else { 64 }
+}
+
 impl Attend {
     fn dims(&self, qk: &Layout, v: &Layout) -> Result<Dims> {
         let (b, h, t2, d) = qk.shape().dims4()?;
@@ -102,31 +115,51 @@ impl Attend {
         }
     }
 
-    /// Fills `s` (tq x tk) with `q k^T`, `w` with the weights, and the norms; returns the norms.
-    fn weights(
+    fn blocks(&self, tq: usize, tk: usize) -> Vec<Block> {
+        let r = block_rows(tq);
+        (0..tq.div_ceil(r))
+            .map(|bi| {
+                let (i0, i1) = (bi * r, ((bi + 1) * r).min(tq));
+                let kn = match &*self.rows {
+                    RowMask::Prefix(p) => p[i0..i1].iter().copied().max().unwrap_or(0),
+                    RowMask::Dense(_) => tk,
+                };
+                Block { i0, i1, kn }
+            })
+            .collect()
+    }
+
+    /// Squared norms `[|q_i|^2; |k_j|^2]` for distance metrics (zeros otherwise), `tq + tk`.
+    fn norms(&self, q: &[f32], k: &[f32], d: usize) -> Vec<f32> {
+        if self.f.kind.is_distance() {
+            q.chunks(d).chain(k.chunks(d)).map(|x| x.iter().map(|v| v * v).sum()).collect()
+        } else {
+            vec![0.0; (q.len() + k.len()) / d.max(1)]
+        }
+    }
+
+    /// Fills `s` (rows x kn) with `q k^T` of the block and `w` with its weights.
+    #[allow(clippy::too_many_arguments)]
+    fn block_weights(
         &self,
-        q: &[f32],
-        k: &[f32],
-        dims: Dims,
+        (q, k): (&[f32], &[f32]),
+        norms: &[f32],
+        blk: &Block,
+        (tq, tk, d): (usize, usize, usize),
         p: f32,
         s: &mut [f32],
         w: &mut [f32],
-    ) -> Result<Vec<f32>> {
-        let (_, _, tq, tk, d, _) = dims;
-        matmul(s, View::rm(q, tq, d), View::rm(k, tk, d).t())?;
-        let sq = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>();
-        let norms: Vec<f32> = if self.f.kind.is_distance() {
-            q.chunks(d).chain(k.chunks(d)).map(sq).collect()
-        } else {
-            vec![0.0; tq + tk]
-        };
-        for i in 0..tq {
-            let row =
-                Row { qn: norms[i], kn: &norms[tq..], param: p, learned: self.use_param == ParamUse::Power };
+    ) -> Result<()> {
+        let (rb, kn) = (blk.i1 - blk.i0, blk.kn);
+        matmul(s, View::rm(&q[blk.i0 * d..blk.i1 * d], rb, d), View::rm(&k[..kn * d], kn, d).t(), false)?;
+        let learned = self.use_param == ParamUse::Power;
+        for (li, i) in (blk.i0..blk.i1).enumerate() {
+            let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
             let (n, keep) = self.rows.row(i, tk);
-            forward_row(&self.f, row, &s[i * tk..(i + 1) * tk], n, keep, &mut w[i * tk..(i + 1) * tk]);
+            let span = li * kn..(li + 1) * kn;
+            forward_row(&self.f, row, &s[span.clone()], n.min(kn), keep.map(|k| &k[..kn]), &mut w[span]);
         }
-        Ok(norms)
+        Ok(())
     }
 }
 
@@ -145,20 +178,30 @@ impl CustomOp3 for Attend {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (qk, v, param) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let dims @ (b, h, tq, tk, d, dv) = self.dims(l1, l2)?;
+        let (b, h, tq, tk, d, dv) = self.dims(l1, l2)?;
         let total = b * h * tq * dv;
         let mut out = vec![0f32; total];
         let ptr = SharedMut(out.as_mut_ptr());
+        let blocks = self.blocks(tq, tk);
+        let rmax = block_rows(tq).min(tq);
         par_units(b * h, b * h * tq * tk * (d + dv), |bh| {
             let qk = &qk[bh * (tq + tk) * d..(bh + 1) * (tq + tk) * d];
             let (q, k) = qk.split_at(tq * d);
             let v = &v[bh * tk * dv..(bh + 1) * tk * dv];
             // SAFETY: unit `bh` alone writes rows `bh * tq .. (bh + 1) * tq` of `out`.
             let y = unsafe { part(ptr, total, bh * tq * dv, tq * dv) };
-            with_tiles(2 * tq * tk, |tiles| {
-                let (s, w) = tiles.split_at_mut(tq * tk);
-                self.weights(q, k, dims, self.param(param, bh % h), s, w)?;
-                matmul(y, View::rm(w, tq, tk), View::rm(v, tk, dv))
+            let norms = self.norms(q, k, d);
+            let p = self.param(param, bh % h);
+            with_tiles(2 * rmax * tk, |tiles| {
+                let (s, w) = tiles.split_at_mut(rmax * tk);
+                for blk in &blocks {
+                    let (rb, kn) = (blk.i1 - blk.i0, blk.kn);
+                    let (s, w) = (&mut s[..rb * kn], &mut w[..rb * kn]);
+                    self.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w)?;
+                    let yb = &mut y[blk.i0 * dv..blk.i1 * dv];
+                    matmul(yb, View::rm(w, rb, kn), View::rm(&v[..kn * dv], kn, dv), false)?;
+                }
+                Ok(())
             })
         })?;
         Ok((CpuStorage::F32(out), Shape::from((b, h, tq, dv))))
@@ -215,9 +258,9 @@ impl CustomOp3 for AttendBwd {
         let total = n_qk + n_v + b * h;
         let mut out = vec![0f32; total];
         let ptr = SharedMut(out.as_mut_ptr());
+        let blocks = fwd.blocks(tq, tk);
         par_units(b * h, b * h * tq * tk * (2 * d + 2 * dv), |bh| {
             let qk_u = &qk[bh * (tq + tk) * d..(bh + 1) * (tq + tk) * d];
-            let (q, k) = qk_u.split_at(tq * d);
             let v = &v[bh * tk * dv..(bh + 1) * tk * dv];
             let gy = &gy[bh * tq * dv..(bh + 1) * tq * dv];
             // SAFETY: unit `bh` alone writes its own block of `d[q; k]`, of `dV` and its own
@@ -230,22 +273,51 @@ impl CustomOp3 for AttendBwd {
                 )
             };
             let p = fwd.param(&self.param, bh % h);
-            with_tiles(4 * tq * tk, |tiles| {
-                let (s, rest) = tiles.split_at_mut(tq * tk);
-                let (w, rest) = rest.split_at_mut(tq * tk);
-                let (dw, gs) = rest.split_at_mut(tq * tk);
-                let norms = fwd.weights(q, k, dims, p, s, w)?;
-                matmul(dw, View::rm(gy, tq, dv), View::rm(v, tk, dv).t())?;
-                let mut gp = 0f32;
-                for i in 0..tq {
-                    let row = Row {
-                        qn: norms[i],
-                        kn: &norms[tq..],
-                        param: p,
-                        learned: fwd.use_param == ParamUse::Power,
-                    };
-                    let (n, _) = fwd.rows.row(i, tk);
-                    let span = i * tk..(i + 1) * tk;
+            g_p[0] = self.head(qk_u.split_at(tq * d), v, gy, (g_qk, g_v), &blocks, dims, p)?;
+            Ok(())
+        })?;
+        Ok((CpuStorage::F32(out), Shape::from(total)))
+    }
+}
+
+impl AttendBwd {
+    /// Gradients of one head into `g_qk = d[q; k]` and `g_v` (zero on entry); returns the head's
+    /// gradient of the per-head parameter.
+    #[allow(clippy::too_many_arguments)]
+    fn head(
+        &self,
+        (q, k): (&[f32], &[f32]),
+        v: &[f32],
+        gy: &[f32],
+        (g_qk, g_v): (&mut [f32], &mut [f32]),
+        blocks: &[Block],
+        (_, _, tq, tk, d, dv): Dims,
+        p: f32,
+    ) -> Result<f32> {
+        let fwd = &self.fwd;
+        let norms = fwd.norms(q, k, d);
+        let (gq, gk) = g_qk.split_at_mut(tq * d);
+        let mut col = vec![0f32; tk];
+        let rmax = block_rows(tq).min(tq);
+        let learned = fwd.use_param == ParamUse::Power;
+        with_tiles(4 * rmax * tk, |tiles| {
+            let (s, rest) = tiles.split_at_mut(rmax * tk);
+            let (w, rest) = rest.split_at_mut(rmax * tk);
+            let (dw, gs) = rest.split_at_mut(rmax * tk);
+            let mut gp = 0f32;
+            for blk in blocks {
+                let (i0, i1, kn) = (blk.i0, blk.i1, blk.kn);
+                let rb = i1 - i0;
+                let (s, w, dw, gs) =
+                    (&mut s[..rb * kn], &mut w[..rb * kn], &mut dw[..rb * kn], &mut gs[..rb * kn]);
+                fwd.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w)?;
+                let (gy_b, v_b, k_b, q_b) =
+                    (&gy[i0 * dv..i1 * dv], &v[..kn * dv], &k[..kn * d], &q[i0 * d..i1 * d]);
+                matmul(dw, View::rm(gy_b, rb, dv), View::rm(v_b, kn, dv).t(), false)?;
+                for (li, i) in (i0..i1).enumerate() {
+                    let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
+                    let n = fwd.rows.row(i, tk).0.min(kn);
+                    let span = li * kn..(li + 1) * kn;
                     gp += backward_row(
                         &fwd.f,
                         row,
@@ -256,45 +328,42 @@ impl CustomOp3 for AttendBwd {
                         &mut gs[span],
                     );
                 }
-                g_p[0] = gp;
-                matmul(g_v, View::rm(w, tq, tk).t(), View::rm(gy, tq, dv))?;
-                let (gq, gk) = g_qk.split_at_mut(tq * d);
-                matmul(gq, View::rm(gs, tq, tk), View::rm(k, tk, d))?;
-                matmul(gk, View::rm(gs, tq, tk).t(), View::rm(q, tq, d))?;
+                matmul(&mut g_v[..kn * dv], View::rm(w, rb, kn).t(), View::rm(gy_b, rb, dv), true)?;
+                matmul(&mut gq[i0 * d..i1 * d], View::rm(gs, rb, kn), View::rm(k_b, kn, d), false)?;
+                matmul(&mut gk[..kn * d], View::rm(gs, rb, kn).t(), View::rm(q_b, rb, d), true)?;
                 if fwd.f.kind.is_distance() {
-                    norm_terms(gs, q, k, gq, gk, (tq, tk, d));
+                    row_norm_terms(gs, q_b, &mut gq[i0 * d..i1 * d], &mut col[..kn], (rb, kn, d));
                 }
-                Ok(())
-            })
-        })?;
-        Ok((CpuStorage::F32(out), Shape::from(total)))
+            }
+            if fwd.f.kind.is_distance() {
+                for (j, &c) in col.iter().enumerate() {
+                    for (o, &x) in gk[j * d..(j + 1) * d].iter_mut().zip(&k[j * d..(j + 1) * d]) {
+                        *o -= c * x;
+                    }
+                }
+            }
+            Ok(gp)
+        })
     }
 }
 
-/// Adds the squared-norm terms: `gq_i -= (sum_j G_ij) q_i`, `gk_j -= (sum_i G_ij) k_j`.
-fn norm_terms(
+/// Squared-norm terms of one block: `gq_i -= (sum_j G_ij) q_i`; adds column sums of `G` to `col`
+/// (applied to the keys once all blocks are done).
+fn row_norm_terms(
     gs: &[f32],
     q: &[f32],
-    k: &[f32],
     gq: &mut [f32],
-    gk: &mut [f32],
-    (tq, tk, d): (usize, usize, usize),
+    col: &mut [f32],
+    (rb, kn, d): (usize, usize, usize),
 ) {
-    let mut col = vec![0f32; tk];
-    for i in 0..tq {
-        let row = &gs[i * tk..(i + 1) * tk];
+    for i in 0..rb {
         let mut acc = 0f32;
-        for (c, &g) in col.iter_mut().zip(row) {
+        for (c, &g) in col.iter_mut().zip(&gs[i * kn..(i + 1) * kn]) {
             *c += g;
             acc += g;
         }
         for (o, &x) in gq[i * d..(i + 1) * d].iter_mut().zip(&q[i * d..(i + 1) * d]) {
             *o -= acc * x;
-        }
-    }
-    for (j, &c) in col.iter().enumerate() {
-        for (o, &x) in gk[j * d..(j + 1) * d].iter_mut().zip(&k[j * d..(j + 1) * d]) {
-            *o -= c * x;
         }
     }
 }

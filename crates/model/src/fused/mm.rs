@@ -31,8 +31,9 @@ impl<'a> View<'a> {
     }
 }
 
-/// `dst = a b` (`dst` row-major `a.rows x b.cols`, row stride `b.cols`).
-pub(super) fn matmul(dst: &mut [f32], a: View, b: View) -> Result<()> {
+/// `dst = a b`, or `dst += a b` with `accumulate` (`dst` row-major `a.rows x b.cols`, row
+/// stride `b.cols`).
+pub(super) fn matmul(dst: &mut [f32], a: View, b: View, accumulate: bool) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || dst.len() < m * n || !a.fits() || !b.fits() {
         bail!("fused attention: matrix product shapes do not fit ({m}x{k} by {}x{n})", b.rows)
@@ -41,12 +42,13 @@ pub(super) fn matmul(dst: &mut [f32], a: View, b: View) -> Result<()> {
         return Ok(());
     }
     if k == 0 {
-        dst[..m * n].fill(0.0);
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
         return Ok(());
     }
     // SAFETY: the checks above keep every index `gemm` reads (`i * rs + j * cs` within the views'
-    // shapes) inside the slices, and `dst` holds `m * n` elements at row stride `n`. `read_dst`
-    // is false, so `dst` need not be initialised for reading (it is anyway).
+    // shapes) inside the slices, and `dst` holds `m * n` initialised elements at row stride `n`.
     unsafe {
         gemm::gemm(
             m,
@@ -55,14 +57,14 @@ pub(super) fn matmul(dst: &mut [f32], a: View, b: View) -> Result<()> {
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             a.data.as_ptr(),
             a.cs as isize,
             a.rs as isize,
             b.data.as_ptr(),
             b.cs as isize,
             b.rs as isize,
-            0.0,
+            1.0,
             1.0,
             false,
             false,
