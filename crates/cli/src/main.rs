@@ -1,6 +1,7 @@
 //! `attnlab`: train, sample, evaluate and benchmark transformers with pluggable attention metrics.
 
 mod commands;
+mod runtime;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,9 @@ struct Cli {
     /// Log more (`-v` debug, `-vv` trace); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// CPU threads for tensor work (default: RAYON_NUM_THREADS, else the physical cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,10 +38,16 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Train a grid of runs (bases x metrics x seeds ...) and report on all of them.
     Sweep(commands::sweep::SweepArgs),
+    /// Training speed and peak memory of the reference GPT per attention metric.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = runtime::apply(cli.threads) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
@@ -46,6 +56,7 @@ fn main() -> ExitCode {
         Command::Augment(args) => commands::augment::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Sweep(args) => commands::sweep::run(args),
+        Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

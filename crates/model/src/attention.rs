@@ -69,8 +69,8 @@ impl MetricAttention {
         let q = heads(self.q_proj.forward(x)?)?;
         let k = heads(self.k_proj.forward(x)?)?;
         let v = heads(self.v_proj.forward(x)?)?;
-        let w = self.metric.weights(&q, &k, mask)?; // (b, h, t, t)
-        let y = w.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?; // (b, t, c)
+        let y = self.metric.attend(&q, &k, &v, mask)?; // (b, h, t, d)
+        let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (b, t, c)
         if let Some(p) = probes {
             p.push(AttnProbe { q: q.detach(), k: k.detach() });
         }

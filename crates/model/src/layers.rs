@@ -1,9 +1,10 @@
 //! Building blocks shared by the models: linear maps, norms, the MLP.
 
-use candle_core::{D, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::Linear;
 use serde::{Deserialize, Serialize};
 
+use crate::fused;
 use crate::params::{Init, ParamBuilder};
 
 /// Standard deviation of GPT-2 weight initialisation.
@@ -30,8 +31,9 @@ pub enum NormKind {
     None,
 }
 
-/// A normalisation layer over the last axis, `(.., c) -> (.., c)`, built from differentiable
-/// ops (candle's fused `layer_norm` has no backward).
+/// A normalisation layer over the last axis, `(.., c) -> (.., c)`: the project's fused kernels
+/// with their own backward ([`fused::layer_norm`], [`fused::rms_norm`]; candle's fused
+/// `layer_norm` has no backward), composed candle ops off the CPU.
 #[derive(Debug, Clone)]
 pub struct Norm {
     kind: NormKind,
@@ -57,21 +59,11 @@ impl Norm {
 
 impl Module for Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match self.kind {
-            NormKind::None => return Ok(x.clone()),
-            NormKind::Layernorm => {
-                let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-                let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-                centred.broadcast_div(&(var + self.eps)?.sqrt()?)?
-            }
-            NormKind::Rmsnorm => {
-                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-                x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
-            }
-        };
-        let y = match &self.weight {
-            Some(w) => y.broadcast_mul(w)?,
-            None => y,
+        let y = match (self.kind, &self.weight) {
+            (NormKind::None, _) => return Ok(x.clone()),
+            (NormKind::Layernorm, Some(w)) => fused::layer_norm(x, w, self.eps)?,
+            (NormKind::Rmsnorm, Some(w)) => fused::rms_norm(x, w, self.eps)?,
+            (_, None) => candle_core::bail!("norm {:?} has no weight", self.kind),
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
@@ -99,6 +91,6 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj.forward(&self.fc.forward(x)?.gelu_erf()?)
+        self.proj.forward(&fused::gelu(&self.fc.forward(x)?)?)
     }
 }

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod fused;
 pub mod gpt;
 pub mod hub;
 pub mod layers;

@@ -21,9 +21,10 @@
 //! `-|k|^2/sqrt(d)`; it equals dot-product attention when all keys share one norm. The softmax of
 //! `idw` scores is `(eps + dist^p)^-1` normalised: Shepard's (1968) inverse distance weighting.
 
-use candle_core::{D, Result, Tensor, bail};
+use candle_core::{D, DType, Result, Tensor, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::fused;
 use crate::params::{Init, ParamBuilder};
 
 /// Which similarity turns a query and a key into a score.
@@ -262,13 +263,80 @@ impl MetricLayer {
 
     /// Attention weights `softmax(scores + mask)` over the last axis; `mask` is an additive
     /// `(tq, tk)` tensor of zeros and `-inf` (see [`causal_mask`], [`context_mask`]).
+    ///
+    /// On the CPU this runs the fused kernel [`crate::fused::attention_weights`] (same numbers up
+    /// to rounding); elsewhere, or with the kernel switched off, [`MetricLayer::weights_reference`].
     pub fn weights(&self, q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        if let Some(w) = self.weights_fused(q, k, mask)? {
+            return Ok(w);
+        }
+        self.weights_reference(q, k, mask)
+    }
+
+    /// [`MetricLayer::weights`] composed from candle ops (scores, mask, softmax): the unfused
+    /// reference the fused kernel is tested against, and the path on non-CPU devices.
+    pub fn weights_reference(&self, q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let s = self.scores(q, k)?;
         let s = match mask {
             Some(m) => s.broadcast_add(m)?,
             None => s,
         };
         candle_nn::ops::softmax(&s, D::Minus1)
+    }
+
+    /// Attention output `weights(q, k, mask) v`, `(b, h, tq, dv)` for values `(b, h, tk, dv)`.
+    ///
+    /// On the CPU this runs [`crate::fused::attention`], which never keeps the `(b, h, tq, tk)`
+    /// weights (it recomputes them per head in the backward pass); elsewhere, or with the kernel
+    /// switched off, `weights(q, k, mask)?.matmul(v)`.
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        if fused::enabled(fused::Kernel::Flash) && q.device().is_cpu() && q.dtype() == DType::F32 {
+            let (q, k, param) = match (self.kind, &self.power) {
+                (MetricKind::Cosine, _) => (unit_rows(q)?, unit_rows(k)?, self.temperature.clone()),
+                (MetricKind::Idw, Power::Learned(p)) => (q.clone(), k.clone(), Some(p.clone())),
+                _ => (q.clone(), k.clone(), None),
+            };
+            if let Some(y) = fused::attention(self.fused_fn(), &q, &k, v, param.as_ref(), mask)? {
+                return Ok(y);
+            }
+        }
+        self.weights(q, k, mask)?.matmul(v)
+    }
+
+    /// The metric's fixed parameters for the fused kernels.
+    fn fused_fn(&self) -> fused::MetricFn {
+        fused::MetricFn {
+            kind: self.kind,
+            scale: self.scale as f32,
+            eps: self.eps as f32,
+            delta: self.delta as f32,
+            power: match &self.power {
+                Power::Fixed(p) => *p as f32,
+                Power::Learned(_) => 2.0,
+            },
+        }
+    }
+
+    /// The fused path: one matrix product (and row norms), then the fused metric-softmax kernel;
+    /// `None` when the kernel does not apply.
+    fn weights_fused(&self, q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+        if !(fused::enabled(fused::Kernel::Attn) && q.device().is_cpu() && q.dtype() == DType::F32) {
+            return Ok(None);
+        }
+        let f = self.fused_fn();
+        let (qk, param) = match (self.kind, &self.power) {
+            (MetricKind::Cosine, _) => (unit_rows(q)?.matmul(&unit_rows(k)?.t()?)?, self.temperature.clone()),
+            (MetricKind::Idw, Power::Learned(p)) => (q.matmul(&k.t()?)?, Some(p.clone())),
+            _ => (q.matmul(&k.t()?)?, None),
+        }; // (b, h, tq, tk)
+        let norms = if self.kind.is_distance() {
+            let qn = q.sqr()?.sum(D::Minus1)?; // (b, h, tq)
+            let kn = k.sqr()?.sum(D::Minus1)?; // (b, h, tk)
+            Some(Tensor::cat(&[qn, kn], D::Minus1)?) // (b, h, tq + tk)
+        } else {
+            None
+        };
+        fused::attention_weights(f, &qk, norms.as_ref(), param.as_ref(), mask)
     }
 
     /// `|q - k|^p = (d2 + delta)^(p/2)`, `(b, h, tq, tk)`.
