@@ -28,6 +28,16 @@ struct Cli {
 enum Command {
     /// List the attention metrics and their score formulas.
     Metrics,
+    /// Train a model from a run config (TOML).
+    Train(commands::train::TrainArgs),
+    /// Generate text from a trained run.
+    Sample(commands::sample::SampleArgs),
+    /// Fix one prediction of an `idw` prototype network with one hand-made key/value pair.
+    Augment(commands::augment::AugmentArgs),
+    /// Compare runs: loss curves, final table, learned parameters, attention geometry.
+    Eval(commands::eval::EvalArgs),
+    /// Train a grid of runs (bases x metrics x seeds ...) and report on all of them.
+    Sweep(commands::sweep::SweepArgs),
     /// Training speed and peak memory of the reference GPT per attention metric.
     Bench(commands::bench::BenchArgs),
 }
@@ -41,10 +51,19 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Metrics => commands::metrics::run(),
+        Command::Train(args) => commands::train::run(args),
+        Command::Sample(args) => commands::sample::run(args),
+        Command::Augment(args) => commands::augment::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Sweep(args) => commands::sweep::run(args),
         Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<attnlab_train::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -101,8 +101,11 @@ pub fn read_config(dir: &Path) -> Result<(Value, ModelConfig)> {
 pub fn resolve_dir(path: &Path) -> Result<PathBuf> {
     let candidates =
         [path.to_path_buf(), path.join(LAST_DIR), old_path(&path.join(LAST_DIR)), old_path(path)];
-    match candidates.into_iter().find(|c| c.join(CONFIG_FILE).is_file()) {
-        Some(dir) => Ok(dir),
+    // A run directory has a config.json of its own but its weights live in `last/`.
+    let complete = |c: &PathBuf| c.join(CONFIG_FILE).is_file() && c.join(MODEL_FILE).is_file();
+    let found = candidates.iter().find(|c| complete(c));
+    match found.or_else(|| candidates.iter().find(|c| c.join(CONFIG_FILE).is_file())) {
+        Some(dir) => Ok(dir.clone()),
         None if !path.exists() => bail!("checkpoint {} does not exist", path.display()),
         None => bail!("{} is not a checkpoint or run directory (no {CONFIG_FILE})", path.display()),
     }

@@ -13,7 +13,9 @@ pub mod layers;
 pub mod metric;
 pub mod model;
 pub mod params;
+pub mod prototype;
 pub mod sample;
+pub mod set_regressor;
 
 pub use attention::{AttnProbe, MetricAttention};
 pub use checkpoint::Checkpoint;
@@ -22,4 +24,6 @@ pub use layers::NormKind;
 pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask, sq_dists};
 pub use model::{Model, ModelConfig};
 pub use params::{Init, ParamBuilder, ParamStore};
+pub use prototype::{Augmented, PrototypeConfig, PrototypeNet, key_distances};
 pub use sample::{Sampling, generate};
+pub use set_regressor::{SetRegressor, SetRegressorConfig};

@@ -5,13 +5,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpt::{Gpt, GptConfig};
 use crate::params::ParamStore;
+use crate::prototype::{PrototypeConfig, PrototypeNet};
+use crate::set_regressor::{SetRegressor, SetRegressorConfig};
 
-/// Configuration of any model; `kind` selects the variant (`gpt`, ...).
+/// Configuration of any model; `kind` selects the variant (`gpt`, `set_regressor`, `prototype`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelConfig {
     /// Decoder-only language model.
     Gpt(GptConfig),
+    /// In-context interpolation over sets of points.
+    SetRegressor(SetRegressorConfig),
+    /// McCarter's one-hidden-layer prototype network.
+    Prototype(PrototypeConfig),
 }
 
 impl ModelConfig {
@@ -19,6 +25,8 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             ModelConfig::Gpt(c) => c.validate(),
+            ModelConfig::SetRegressor(c) => c.validate(),
+            ModelConfig::Prototype(c) => c.validate(),
         }
     }
 
@@ -26,6 +34,8 @@ impl ModelConfig {
     pub fn metric(&self) -> crate::metric::MetricKind {
         match self {
             ModelConfig::Gpt(c) => c.attention.metric,
+            ModelConfig::SetRegressor(c) => c.attention.metric,
+            ModelConfig::Prototype(c) => c.attention.metric,
         }
     }
 }
@@ -35,6 +45,10 @@ impl ModelConfig {
 pub enum Model {
     /// Decoder-only language model.
     Gpt(Gpt),
+    /// In-context interpolation over sets of points.
+    SetRegressor(SetRegressor),
+    /// McCarter's one-hidden-layer prototype network.
+    Prototype(PrototypeNet),
 }
 
 impl Model {
@@ -43,6 +57,8 @@ impl Model {
         let pb = params.root();
         Ok(match cfg {
             ModelConfig::Gpt(c) => Model::Gpt(Gpt::new(c, &pb)?),
+            ModelConfig::SetRegressor(c) => Model::SetRegressor(SetRegressor::new(c, &pb)?),
+            ModelConfig::Prototype(c) => Model::Prototype(PrototypeNet::new(c, &pb)?),
         })
     }
 
@@ -57,6 +73,32 @@ impl Model {
     pub fn as_gpt(&self) -> Option<&Gpt> {
         match self {
             Model::Gpt(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The set regressor inside, if this is one.
+    pub fn as_set_regressor(&self) -> Option<&SetRegressor> {
+        match self {
+            Model::SetRegressor(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The prototype network inside, if this is one.
+    pub fn as_prototype(&self) -> Option<&PrototypeNet> {
+        match self {
+            Model::Prototype(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The kind's config name (`gpt`, `set_regressor`, `prototype`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Model::Gpt(_) => "gpt",
+            Model::SetRegressor(_) => "set_regressor",
+            Model::Prototype(_) => "prototype",
         }
     }
 }

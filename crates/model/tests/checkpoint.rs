@@ -61,6 +61,8 @@ fn run_directory_loads_its_last_checkpoint_and_survives_an_interrupted_swap() {
     let tmp = tempfile::tempdir().expect("tmp");
     let run = tmp.path().join("run");
     let (model, _) = saved(&run.join("last"), MetricKind::Dot);
+    // The trainer also keeps the run's config.json at the top of the run directory.
+    fs::copy(run.join("last").join(CONFIG_FILE), run.join(CONFIG_FILE)).expect("copy config");
     assert_eq!(logits(&Checkpoint::load(&run, &Device::Cpu).expect("run dir").model), logits(&model));
     // A crash between the two renames of a save leaves only the old copy beside `last`.
     fs::rename(run.join("last"), run.join(".last.old")).expect("rename");

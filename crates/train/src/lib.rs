@@ -1,5 +1,20 @@
 //! attnlab-train: tasks, the optimizer, the training loop and run directories.
+//!
+//! Entry point: [`train`] (config + output directory -> [`Summary`]), used by `attnlab train`
+//! and by the sweep command in-process.
 
+pub mod config;
+pub mod interrupt;
+pub mod optim;
+pub mod progress;
+pub mod rundir;
 pub mod task;
+pub mod tasks;
+pub mod trainer;
 
+pub use config::{RunConfig, TrainConfig};
+pub use interrupt::Interrupted;
+pub use rundir::{Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
+pub use tasks::{TaskConfig, TaskEnv, build_task};
+pub use trainer::{TrainOptions, evaluate, train, train_task};

@@ -3,7 +3,7 @@
 //!
 //! A task owns its data and its loss; the trainer owns the loop, the optimizer and the files.
 
-use attnlab_model::Model;
+use attnlab_model::{Model, ModelConfig};
 use candle_core::{Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
@@ -26,6 +26,13 @@ pub struct Batch {
 pub trait Task {
     /// Short name (`text`, `recall`, `scattered`, `prototype`).
     fn name(&self) -> &'static str;
+
+    /// Sets the model fields the task determines (e.g. a GPT's `vocab_size` from the tokenizer,
+    /// `block_size` from the sequence length) and rejects a model the task cannot use, naming
+    /// the field. Called once before the model is built; the default changes nothing.
+    fn configure_model(&self, _model: &mut ModelConfig) -> Result<()> {
+        Ok(())
+    }
 
     /// The training batch for `step`. Randomness comes from `rng`, which the trainer saves and
     /// restores, so a resumed run sees the same batches as an uninterrupted one.

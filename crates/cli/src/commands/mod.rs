@@ -1,4 +1,9 @@
 //! One module per subcommand; each is glue over the library crates.
 
+pub mod augment;
 pub mod bench;
+pub mod eval;
 pub mod metrics;
+pub mod sample;
+pub mod sweep;
+pub mod train;

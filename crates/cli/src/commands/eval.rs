@@ -1,0 +1,29 @@
+//! `attnlab eval RUN... --out DIR`: the comparison report of finished or running runs.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+/// Arguments of `attnlab eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run directories (each holds config.json, metrics.jsonl, last/).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Report directory (report.md, report.json, pictures).
+    #[arg(long, default_value = "checkpoints/report")]
+    pub out: PathBuf,
+}
+
+/// Writes the report and prints where it is.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let report = attnlab_eval::write_report(&args.runs, &args.out)?;
+    println!(
+        "report of {} runs in {} task group(s): {}",
+        report.n_runs,
+        report.groups.len(),
+        args.out.join("report.md").display()
+    );
+    Ok(())
+}

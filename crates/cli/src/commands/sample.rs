@@ -1,0 +1,65 @@
+//! `attnlab sample RUN [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use attnlab_model::checkpoint::{LAST_DIR, MODEL_FILE, TOKENIZER_FILE};
+use attnlab_model::{Checkpoint, Sampling, generate};
+use attnlab_train::tasks::tokenizer::TextTokenizer;
+use candle_core::Device;
+use clap::Args;
+
+/// Arguments of `attnlab sample`.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Run directory, checkpoint directory (e.g. RUN/best) or hub:owner/repo.
+    pub run: PathBuf,
+    /// Text to continue (default: a newline).
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    /// Number of tokens to generate.
+    #[arg(long, default_value_t = 500)]
+    pub tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Keep only the K most likely tokens (0 keeps all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+}
+
+/// Loads the checkpoint and its tokenizer, generates, prints prompt + continuation.
+pub fn run(args: SampleArgs) -> Result<()> {
+    super::train::cpu_defaults();
+    let device = Device::cuda_if_available(0)?;
+    // A run directory holds its own config.json beside last/; load last/ explicitly.
+    let last = args.run.join(LAST_DIR);
+    let target = if last.join(MODEL_FILE).is_file() { last } else { args.run.clone() };
+    let ckpt =
+        Checkpoint::load(&target, &device).map_err(|e| anyhow!("loading {}: {e}", args.run.display()))?;
+    let tokenizer = load_tokenizer(&ckpt.dir)?;
+    let gpt = ckpt.model.as_gpt().context("sampling needs a GPT checkpoint")?;
+    let prompt = tokenizer.encode(&args.prompt).context("encoding --prompt")?;
+    if prompt.is_empty() {
+        bail!("--prompt encodes to no tokens; give some text")
+    }
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: (args.top_k > 0).then_some(args.top_k),
+        seed: args.seed,
+    };
+    let ids = generate(gpt, &prompt, args.tokens, &sampling).map_err(|e| anyhow!("generating: {e}"))?;
+    println!("{}{}", args.prompt, tokenizer.decode(&ids)?);
+    Ok(())
+}
+
+fn load_tokenizer(dir: &Path) -> Result<TextTokenizer> {
+    let path = dir.join(TOKENIZER_FILE);
+    if !path.is_file() {
+        bail!("{} has no {TOKENIZER_FILE}: sampling needs a model trained on a text task", dir.display())
+    }
+    TextTokenizer::from_file(&path)
+}

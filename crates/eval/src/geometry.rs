@@ -1,0 +1,164 @@
+//! Attention geometry on validation inputs, per layer and head.
+//!
+//! - key-norm dispersion: coefficient of variation `std_t |k_t| / mean_t |k_t|` of the key norms
+//!   over positions (population std), averaged over the batch. When it is 0, every key has the
+//!   same norm and `neg_sq_euclid` attention equals dot-product attention of scale `2/sqrt(d)`;
+//! - attention entropy: `-sum_j w_ij ln w_ij` (nats), averaged over query rows;
+//! - mean attention distance: `sum_j w_ij |i - j|` in positions, averaged over query rows;
+//! - agreement with dot product: total-variation distance `1/2 sum_j |w_ij - w^dot_ij|` between
+//!   the run's attention and `softmax(q.k/sqrt(d) + mask)` computed from the same `q`, `k`.
+//!
+//! Shapes: keys `(b, h, t, d)`, attention weights `(b, h, tq, tk)`; results are `(h,)`.
+
+use anyhow::{Result, bail};
+use attnlab_model::{Gpt, MetricKind, MetricLayer, MetricSpec, ParamStore, causal_mask};
+use candle_core::{DType, Tensor};
+use serde::Serialize;
+
+/// The four geometry numbers of one head.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeadGeometry {
+    /// Block index.
+    pub layer: usize,
+    /// Head index.
+    pub head: usize,
+    /// Coefficient of variation of `|k|` over positions.
+    pub key_norm_cv: f64,
+    /// Mean attention entropy (nats).
+    pub entropy: f64,
+    /// Mean attention entropy of dot-product attention from the same `q`, `k` (nats).
+    pub entropy_dot: f64,
+    /// Mean `|i - j|` under the attention weights.
+    pub mean_distance: f64,
+    /// Mean total-variation distance to dot-product attention from the same `q`, `k`.
+    pub tv_to_dot: f64,
+}
+
+/// Dimensions `(b, h, tq, tk)`.
+type Dims4 = (usize, usize, usize, usize);
+
+/// A 4-D tensor copied out as `f32` with its dimensions.
+fn dims4(x: &Tensor) -> Result<(Dims4, Vec<f32>)> {
+    let dims = x.dims4()?;
+    Ok((dims, x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+}
+
+/// Key-norm dispersion per head for keys `(b, h, t, d)`: mean over `b` of `std_t |k| / mean_t |k|`.
+pub fn key_norm_cv(k: &Tensor) -> Result<Vec<f64>> {
+    let norms = k.to_dtype(DType::F64)?.sqr()?.sum_keepdim(3)?.sqrt()?.squeeze(3)?; // (b, h, t)
+    let (b, h, t) = norms.dims3()?;
+    let n = norms.flatten_all()?.to_vec1::<f64>()?;
+    Ok((0..h)
+        .map(|hh| {
+            let per_b = (0..b).map(|bb| {
+                let row = &n[(bb * h + hh) * t..(bb * h + hh + 1) * t];
+                let mean = row.iter().sum::<f64>() / t as f64;
+                let var = row.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / t as f64;
+                if mean > 0.0 { var.sqrt() / mean } else { 0.0 }
+            });
+            per_b.sum::<f64>() / b as f64
+        })
+        .collect())
+}
+
+/// Mean of `f(row, i)` over every query row `i` of attention weights `(b, h, tq, tk)`, per head.
+fn per_head_row_mean(w: &Tensor, f: impl Fn(&[f32], usize) -> f64) -> Result<Vec<f64>> {
+    let ((b, h, tq, tk), data) = dims4(w)?;
+    Ok((0..h)
+        .map(|hh| {
+            let mut sum = 0.0;
+            for bb in 0..b {
+                for i in 0..tq {
+                    let start = ((bb * h + hh) * tq + i) * tk;
+                    sum += f(&data[start..start + tk], i);
+                }
+            }
+            sum / (b * tq) as f64
+        })
+        .collect())
+}
+
+/// Attention entropy per head, `-sum_j w_ij ln w_ij` (with `0 ln 0 = 0`), mean over rows.
+pub fn attention_entropy(w: &Tensor) -> Result<Vec<f64>> {
+    per_head_row_mean(w, |row, _| {
+        -row.iter().filter(|&&p| p > 0.0).map(|&p| p as f64 * (p as f64).ln()).sum::<f64>()
+    })
+}
+
+/// Mean attention distance per head, `sum_j w_ij |i - j|`, mean over rows (query `i` at position `i`).
+pub fn mean_attention_distance(w: &Tensor) -> Result<Vec<f64>> {
+    per_head_row_mean(w, |row, i| row.iter().enumerate().map(|(j, &p)| p as f64 * i.abs_diff(j) as f64).sum())
+}
+
+/// Mean total-variation distance per head between two attention tensors of one shape,
+/// `1/2 sum_j |a_ij - b_ij|`, mean over rows.
+pub fn tv_distance(a: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
+    if a.dims() != b.dims() {
+        bail!("attention shapes differ: {:?} vs {:?}", a.dims(), b.dims())
+    }
+    let diff = (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?.abs()?;
+    per_head_row_mean(&diff, |row, _| 0.5 * row.iter().map(|&x| x as f64).sum::<f64>())
+}
+
+/// Geometry of every layer and head of `gpt` on token ids `(b, t)` (causal attention).
+pub fn gpt_geometry(gpt: &Gpt, tokens: &Tensor) -> Result<Vec<HeadGeometry>> {
+    let (_logits, probes) = gpt.forward_with_probes(tokens)?;
+    let t = tokens.dim(1)?;
+    let mask = causal_mask(t, tokens.device())?;
+    let mut out = Vec::new();
+    for (layer, (probe, block)) in probes.iter().zip(gpt.blocks()).enumerate() {
+        let metric = block.attn().metric();
+        out.extend(layer_geometry(layer, metric, &probe.q, &probe.k, Some(&mask))?);
+    }
+    Ok(out)
+}
+
+/// Geometry of one layer from its queries and keys `(b, h, t, d)`, its metric and mask.
+pub fn layer_geometry(
+    layer: usize,
+    metric: &MetricLayer,
+    q: &Tensor,
+    k: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Vec<HeadGeometry>> {
+    let (_b, h, _t, d) = q.dims4()?;
+    let w = metric.weights(q, k, mask)?; // (b, h, t, t)
+    let store = ParamStore::new(0, q.device());
+    let dot = MetricLayer::new(&MetricSpec::of(MetricKind::Dot), h, d, &store.root())?;
+    let w_dot = dot.weights(q, k, mask)?; // (b, h, t, t)
+    let cv = key_norm_cv(k)?;
+    let ent = attention_entropy(&w)?;
+    let ent_dot = attention_entropy(&w_dot)?;
+    let dist = mean_attention_distance(&w)?;
+    let tv = tv_distance(&w, &w_dot)?;
+    Ok((0..h)
+        .map(|head| HeadGeometry {
+            layer,
+            head,
+            key_norm_cv: cv[head],
+            entropy: ent[head],
+            entropy_dot: ent_dot[head],
+            mean_distance: dist[head],
+            tv_to_dot: tv[head],
+        })
+        .collect())
+}
+
+/// `n` sequences of `t` token ids below `vocab`, drawn from a fixed seed (splitmix64): inputs for
+/// runs whose validation data cannot be rebuilt here.
+pub fn fixed_tokens(n: usize, t: usize, vocab: usize, device: &candle_core::Device) -> Result<Tensor> {
+    if vocab == 0 {
+        bail!("vocab_size is 0")
+    }
+    let mut state: u64 = 0x5EED_A77E;
+    let ids: Vec<u32> = (0..n * t)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) % vocab as u64) as u32
+        })
+        .collect();
+    Ok(Tensor::from_vec(ids, (n, t), device)?)
+}

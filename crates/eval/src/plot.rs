@@ -1,0 +1,236 @@
+//! Line charts as PNG and SVG, with fonts embedded in the binary (no system fonts needed):
+//! plotters' `ab_glyph` text with DejaVu Sans registered from the `dejavu` crate's bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use anyhow::{Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{FontStyle, register_font};
+
+/// Font family name every chart uses.
+const FONT: &str = "sans-serif";
+
+/// Distinguishable line colours (matplotlib's tab10).
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One line of a panel.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend entry; `None` for lines that repeat an entry (other seeds of one group).
+    pub label: Option<String>,
+    /// Index into [`PALETTE`] (wraps).
+    pub color: usize,
+    /// Points `(x, y)`; non-finite points are dropped.
+    pub points: Vec<(f64, f64)>,
+    /// Draw a marker at every point.
+    pub markers: bool,
+}
+
+/// One chart inside a picture.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    /// Title above the chart.
+    pub title: String,
+    /// Label of the x axis.
+    pub x_label: String,
+    /// Label of the y axis.
+    pub y_label: String,
+    /// The x values are integers (layers): pad the range and label whole numbers only.
+    pub integer_x: bool,
+    /// Logarithmic y axis (needs positive values; used for losses spanning a wide range).
+    pub log_y: bool,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+impl Panel {
+    /// Whether the positive y values span more than a factor `ratio` (log scale then helps).
+    pub fn spans(series: &[Series], ratio: f64) -> bool {
+        let ys =
+            series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| *y > 0.0 && y.is_finite());
+        let (lo, hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
+        lo.is_finite() && hi / lo > ratio
+    }
+}
+
+/// Registers the embedded DejaVu Sans (regular, bold) as `sans-serif`, once.
+pub fn register_fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TTF shipped by the dejavu crate; failure would be a build problem.
+        for (style, bytes) in
+            [(FontStyle::Normal, dejavu::sans::regular()), (FontStyle::Bold, dejavu::sans::bold())]
+        {
+            if register_font(FONT, style, bytes).is_err() {
+                tracing::error!("could not register the embedded DejaVu font");
+            }
+        }
+    });
+}
+
+/// Draws `panels` side by side under `title` into `stem.png` and `stem.svg`; returns both paths.
+pub fn line_charts(
+    stem: &Path,
+    title: &str,
+    panels: &[Panel],
+    panel_size: (u32, u32),
+) -> Result<Vec<PathBuf>> {
+    register_fonts();
+    let width = panel_size.0 * panels.len().max(1) as u32;
+    let rows = legend_entries(panels).len().div_ceil((width / LEGEND_ENTRY_W).max(1) as usize) as u32;
+    let size = (width, panel_size.1 + 40 + rows * LEGEND_ROW_H + 16);
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), title, panels)
+        .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), title, panels)
+        .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
+    Ok(vec![png, svg])
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[Panel],
+) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("{e:?}");
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(title, (FONT, 22).into_font().style(FontStyle::Bold)).map_err(err)?;
+    let entries = legend_entries(panels);
+    let (w, h) = root.dim_in_pixel();
+    let per_row = (w / LEGEND_ENTRY_W).max(1) as usize;
+    let rows = entries.len().div_ceil(per_row) as u32;
+    let (charts, legend) = root.split_vertically(h - rows * LEGEND_ROW_H - 16);
+    let areas = charts.split_evenly((1, panels.len().max(1)));
+    for (area, panel) in areas.iter().zip(panels) {
+        draw_panel(area, panel).map_err(err)?;
+    }
+    for (n, (label, color)) in entries.iter().enumerate() {
+        let x = 20 + (n % per_row) as i32 * LEGEND_ENTRY_W as i32;
+        let y = (n / per_row) as i32 * LEGEND_ROW_H as i32 + LEGEND_ROW_H as i32 / 2;
+        let c = PALETTE[color % PALETTE.len()];
+        legend.draw(&PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(4))).map_err(err)?;
+        let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        legend.draw_text(label, &style, (x + 30, y)).map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Width of one legend entry in the strip below the charts, pixels.
+const LEGEND_ENTRY_W: u32 = 230;
+/// Height of one legend row, pixels.
+const LEGEND_ROW_H: u32 = 26;
+
+/// The labelled series of all panels, first appearance of each label.
+fn legend_entries(panels: &[Panel]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for s in panels.iter().flat_map(|p| &p.series) {
+        if let Some(l) = &s.label
+            && !out.iter().any(|(o, _)| o == l)
+        {
+            out.push((l.clone(), s.color));
+        }
+    }
+    out
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let log = panel.log_y;
+    let tf = |y: f64| if log { y.log10() } else { y };
+    let series: Vec<(&Series, Vec<(f64, f64)>)> = panel
+        .series
+        .iter()
+        .map(|s| {
+            let pts = s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite() && (!log || *y > 0.0));
+            (s, pts.map(|&(x, y)| (x, tf(y))).collect())
+        })
+        .collect();
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1) = if panel.integer_x {
+        let (lo, hi) = bounds(all().map(|p| p.0), 0.0);
+        (lo - 0.3, hi + 0.3)
+    } else {
+        bounds(all().map(|p| p.0), 0.0)
+    };
+    let (y0, y1) = bounds(all().map(|p| p.1), 0.05);
+    let x_digits = digits_for(x1 - x0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, (FONT, 17))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    let y_fmt = |v: &f64| {
+        if log {
+            let y = 10f64.powf(*v);
+            crate::stats::fmt_num(y, digits_for(y / 2.0))
+        } else {
+            crate::stats::fmt_num(*v, digits_for(y1 - y0))
+        }
+    };
+    let integer_x = panel.integer_x;
+    let x_fmt = |v: &f64| {
+        if integer_x {
+            if (v - v.round()).abs() < 1e-6 { format!("{}", v.round() as i64) } else { String::new() }
+        } else {
+            crate::stats::fmt_num(*v, x_digits)
+        }
+    };
+    let y_desc = if log { format!("{} (log scale)", panel.y_label) } else { panel.y_label.clone() };
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_label.as_str())
+        .y_desc(y_desc)
+        .y_label_formatter(&y_fmt)
+        .x_label_formatter(&x_fmt)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 15))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    for (s, pts) in &series {
+        let color = PALETTE[s.color % PALETTE.len()];
+        chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
+        if s.markers {
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        }
+    }
+    Ok(())
+}
+
+/// Decimals that tell tick labels apart on an axis spanning `span` (about ten ticks).
+fn digits_for(span: f64) -> usize {
+    if !(span.is_finite() && span > 0.0) {
+        return 2;
+    }
+    (-(span / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize
+}
+
+/// `(min, max)` of `xs` widened by `pad` of the span (and to a unit span when flat or empty).
+fn bounds(xs: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        return (lo - 0.5, hi + 0.5);
+    }
+    let p = (hi - lo) * pad;
+    (lo - p, hi + p)
+}

@@ -1,0 +1,226 @@
+//! `attnlab eval`: reads runs, analyses them, and writes `report.json`, `report.md` and pictures.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::analysis::{GeometryReport, analyse_geometry, analyse_params};
+use crate::figures::{LayerCurves, XAxis, geometry_chart, loss_curves};
+use crate::group::{TaskGroup, group_runs};
+use crate::numbers::{Numbers, char_level, run_numbers};
+use crate::params::HeadParams;
+use crate::run::Run;
+use crate::stats::MeanStd;
+
+/// The whole report, as written to `report.json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Number of runs read.
+    pub n_runs: usize,
+    /// One entry per task configuration.
+    pub groups: Vec<GroupReport>,
+}
+
+/// The runs of one task configuration.
+#[derive(Debug, Serialize)]
+pub struct GroupReport {
+    /// File-name identifier (`recall`, `text_2`).
+    pub id: String,
+    /// Task kind.
+    pub task: String,
+    /// The task section of the runs' config, as compact JSON.
+    pub task_config: String,
+    /// Text task with a character tokenizer (bits per token are bits per character).
+    pub char_level: bool,
+    /// Runs that differ only in the seed, with mean and std of every number.
+    pub seed_groups: Vec<SeedGroupReport>,
+    /// Every run.
+    pub runs: Vec<RunReport>,
+    /// Pictures, relative to the report directory.
+    pub figures: Vec<String>,
+}
+
+/// Mean and std over the seeds of one configuration.
+#[derive(Debug, Serialize)]
+pub struct SeedGroupReport {
+    /// What tells the configuration apart (e.g. `metric=idw`).
+    pub label: String,
+    /// The attention metric.
+    pub metric: String,
+    /// Run names.
+    pub runs: Vec<String>,
+    /// Every number of the runs' summaries, over seeds.
+    pub numbers: BTreeMap<String, MeanStd>,
+}
+
+/// One run's numbers and analyses.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// Run name.
+    pub name: String,
+    /// Run directory.
+    pub dir: PathBuf,
+    /// Its seed group's label.
+    pub label: String,
+    /// Attention metric.
+    pub metric: String,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// Whether `summary.json` exists.
+    pub finished: bool,
+    /// Every number (summary, or derived from `metrics.jsonl`).
+    pub numbers: Numbers,
+    /// Learned parameters per layer and head, when the checkpoint has attention blocks.
+    pub params: Option<Vec<HeadParams>>,
+    /// Attention geometry on validation inputs, when the model kind supports it.
+    pub geometry: Option<GeometryReport>,
+    /// Why an analysis was skipped or failed.
+    pub notes: Vec<String>,
+}
+
+/// Reads every run directory in `run_dirs` and writes the report into `out`.
+/// A directory that is not a run, or a run without metrics, is an error naming it.
+pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<Report> {
+    if run_dirs.is_empty() {
+        anyhow::bail!("no run directories given")
+    }
+    let runs = run_dirs.iter().map(|d| Run::load(d)).collect::<Result<Vec<_>>>()?;
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let groups = group_runs(&runs);
+    let mut reports = Vec::new();
+    for group in &groups {
+        reports.push(group_report(group, &runs, out)?);
+    }
+    let report = Report { n_runs: runs.len(), groups: reports };
+    let json = serde_json::to_string_pretty(&report)?;
+    let json_path = out.join("report.json");
+    fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
+    let md_path = out.join("report.md");
+    fs::write(&md_path, crate::markdown::render(&report))
+        .with_context(|| format!("writing {}", md_path.display()))?;
+    Ok(report)
+}
+
+fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupReport> {
+    let mut run_reports = Vec::new();
+    let mut seed_groups = Vec::new();
+    for sg in &group.seed_groups {
+        let mut numbers: Vec<Numbers> = Vec::new();
+        for &i in &sg.runs {
+            let run = &runs[i];
+            tracing::info!(run = %run.name, "analysing");
+            let nums = run_numbers(run);
+            numbers.push(nums.clone());
+            let mut notes = Vec::new();
+            let params = analyse_params(run).unwrap_or_else(|e| {
+                notes.push(format!("parameters: {e:#}"));
+                None
+            });
+            let geometry = analyse_geometry(run).unwrap_or_else(|e| {
+                notes.push(format!("geometry: {e:#}"));
+                None
+            });
+            run_reports.push(RunReport {
+                name: run.name.clone(),
+                dir: run.dir.clone(),
+                label: sg.label.clone(),
+                metric: sg.metric.clone(),
+                seed: run.seed(),
+                finished: run.finished(),
+                numbers: nums,
+                params,
+                geometry,
+                notes,
+            });
+        }
+        seed_groups.push(SeedGroupReport {
+            label: sg.label.clone(),
+            metric: sg.metric.clone(),
+            runs: sg.runs.iter().map(|&i| runs[i].name.clone()).collect(),
+            numbers: over_seeds(&numbers),
+        });
+    }
+    let mut figures = Vec::new();
+    for x in [XAxis::Step, XAxis::Wall] {
+        figures.extend(loss_curves(out, group, runs, x)?);
+    }
+    let measures = geometry_measures(group, &run_reports);
+    if measures.iter().any(|(_, c)| c.iter().any(|(_, ys)| !ys.is_empty())) {
+        figures.extend(geometry_chart(out, group, &measures)?);
+    }
+    match crate::task_pictures::task_pictures(out, group, runs) {
+        Ok(paths) => figures.extend(paths),
+        Err(e) => tracing::warn!(group = %group.id, "task pictures skipped: {e:#}"),
+    }
+    let figures =
+        figures.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    let char_level =
+        group.seed_groups.first().and_then(|sg| sg.runs.first()).is_some_and(|&i| char_level(&runs[i]));
+    let first = group.seed_groups.first().and_then(|sg| sg.runs.first()).map(|&i| &runs[i]);
+    let task_config =
+        first.and_then(|r| r.config.get("task")).map_or_else(|| "-".to_string(), |t| t.to_string());
+    Ok(GroupReport {
+        id: group.id.clone(),
+        task: group.task.clone(),
+        task_config,
+        char_level,
+        seed_groups,
+        runs: run_reports,
+        figures,
+    })
+}
+
+fn over_seeds(numbers: &[Numbers]) -> BTreeMap<String, MeanStd> {
+    let mut keys: Vec<&String> = numbers.iter().flat_map(|n| n.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let xs: Vec<f64> = numbers.iter().filter_map(|n| n.get(k).copied()).collect();
+            MeanStd::of(&xs).map(|m| (k.clone(), m))
+        })
+        .collect()
+}
+
+/// Per seed group, per layer means (over heads and seeds) of each geometry measure.
+fn geometry_measures(group: &TaskGroup, runs: &[RunReport]) -> Vec<(&'static str, LayerCurves)> {
+    type Get = fn(&crate::geometry::HeadGeometry) -> f64;
+    let measures: [(&str, Get); 4] = [
+        ("key-norm CV", |g| g.key_norm_cv),
+        ("entropy (nats)", |g| g.entropy),
+        ("mean distance", |g| g.mean_distance),
+        ("TV to dot", |g| g.tv_to_dot),
+    ];
+    measures
+        .iter()
+        .map(|(name, get)| {
+            let curves = group
+                .seed_groups
+                .iter()
+                .map(|sg| {
+                    let heads =
+                        runs.iter().filter(|r| r.label == sg.label).filter_map(|r| r.geometry.as_ref());
+                    let items = heads.flat_map(|g| g.heads.iter().map(|h| (h.layer, get(h))));
+                    (sg.label.clone(), per_layer_mean(items))
+                })
+                .collect();
+            (*name, curves)
+        })
+        .collect()
+}
+
+/// Mean of the values of each layer, for `(layer, value)` items.
+pub fn per_layer_mean(items: impl Iterator<Item = (usize, f64)>) -> Vec<f64> {
+    let mut sums: Vec<(f64, usize)> = Vec::new();
+    for (layer, v) in items {
+        if sums.len() <= layer {
+            sums.resize(layer + 1, (0.0, 0));
+        }
+        sums[layer].0 += v;
+        sums[layer].1 += 1;
+    }
+    sums.into_iter().map(|(s, n)| if n > 0 { s / n as f64 } else { f64::NAN }).collect()
+}

@@ -1,0 +1,77 @@
+//! Geometry measures on hand-made inputs with known answers.
+
+use attnlab_eval::geometry::{
+    attention_entropy, key_norm_cv, layer_geometry, mean_attention_distance, tv_distance,
+};
+use attnlab_model::{MetricKind, MetricLayer, MetricSpec, ParamStore};
+use candle_core::{Device, Tensor};
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+#[test]
+fn equal_norm_keys_have_zero_dispersion_and_unequal_ones_do_not() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    // (b=1, h=2, t=4, d=2): head 0 keys on the circle of radius 2, head 1 norms 1, 1, 3, 3.
+    let k = Tensor::new(
+        &[[[[2f32, 0.], [0., 2.], [-1.2, 1.6], [1.6, -1.2]], [[1f32, 0.], [0., 1.], [3., 0.], [0., -3.]]]],
+        &dev,
+    )?;
+    let cv = key_norm_cv(&k)?;
+    assert!(close(cv[0], 0.0, 1e-7), "{cv:?}");
+    // norms 1,1,3,3: mean 2, population std 1, CV 0.5.
+    assert!(close(cv[1], 0.5, 1e-7), "{cv:?}");
+    Ok(())
+}
+
+#[test]
+fn uniform_attention_has_entropy_log_t_and_one_hot_has_zero() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let t = 5;
+    let uniform = Tensor::full(1.0f32 / t as f32, (2, 1, t, t), &dev)?;
+    let e = attention_entropy(&uniform)?;
+    assert!(close(e[0], (t as f64).ln(), 1e-6), "{e:?}");
+    let eye = Tensor::eye(t, candle_core::DType::F32, &dev)?.reshape((1, 1, t, t))?;
+    assert!(close(attention_entropy(&eye)?[0], 0.0, 1e-12));
+    // Attending to oneself is distance 0; uniform over 5 keys from query i: mean |i - j|.
+    assert!(close(mean_attention_distance(&eye)?[0], 0.0, 1e-12));
+    let want: f64 =
+        (0..t).map(|i| (0..t).map(|j| i.abs_diff(j) as f64).sum::<f64>() / t as f64).sum::<f64>() / t as f64;
+    assert!(close(mean_attention_distance(&uniform)?[0], want, 1e-6));
+    Ok(())
+}
+
+#[test]
+fn total_variation_is_zero_for_identical_and_one_for_disjoint_attention() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let w = Tensor::new(&[[[[0.2f32, 0.3, 0.5], [0.6, 0.4, 0.0]]]], &dev)?;
+    assert_eq!(tv_distance(&w, &w)?, vec![0.0]);
+    let a = Tensor::new(&[[[[1f32, 0.0], [0.0, 1.0]]]], &dev)?;
+    let b = Tensor::new(&[[[[0f32, 1.0], [1.0, 0.0]]]], &dev)?;
+    assert!(close(tv_distance(&a, &b)?[0], 1.0, 1e-12));
+    assert!(tv_distance(&a, &w).is_err(), "shape mismatch must be an error");
+    Ok(())
+}
+
+#[test]
+fn dot_layer_agrees_with_itself_and_neg_sq_euclid_agrees_only_with_equal_norm_keys() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let store = ParamStore::new(0, &dev);
+    let q = Tensor::new(&[[[[0.3f32, -0.4], [1.0, 0.5], [-0.7, 0.2]]]], &dev)?;
+    let k_equal = Tensor::new(&[[[[1f32, 0.0], [0.0, 1.0], [-0.6, 0.8]]]], &dev)?;
+    let k_unequal = Tensor::new(&[[[[1f32, 0.0], [0.0, 2.0], [-0.3, 0.4]]]], &dev)?;
+    let dot = MetricLayer::new(&MetricSpec::of(MetricKind::Dot), 1, 2, &store.root())?;
+    let g = layer_geometry(0, &dot, &q, &k_equal, None)?;
+    assert_eq!(g[0].tv_to_dot, 0.0);
+    // neg_sq_euclid with scale 1/sqrt(d) equals dot with scale 2/sqrt(d) for equal-norm keys.
+    let l2 = MetricLayer::new(&MetricSpec::of(MetricKind::NegSqEuclid), 1, 2, &store.root())?
+        .with_scale(0.5 / 2f64.sqrt());
+    let same = layer_geometry(0, &l2, &q, &k_equal, None)?;
+    assert!(same[0].tv_to_dot < 1e-6, "{same:?}");
+    assert!(same[0].key_norm_cv < 1e-6);
+    let differ = layer_geometry(0, &l2, &q, &k_unequal, None)?;
+    assert!(differ[0].tv_to_dot > 1e-2, "{differ:?}");
+    assert!(differ[0].key_norm_cv > 0.1);
+    Ok(())
+}

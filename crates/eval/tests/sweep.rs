@@ -1,0 +1,144 @@
+//! `attnlab sweep` end to end on the smoke sweep: expansion, names, an interrupted run resumed,
+//! finished runs skipped, every report file present; and sweep-file errors.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use attnlab_eval::sweep::{self, Outcome, SweepFile};
+use attnlab_train::{Interrupted, TrainOptions};
+use candle_core::Device;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The committed smoke sweep with paths made absolute (tests run in the crate directory).
+fn smoke_sweep() -> anyhow::Result<SweepFile> {
+    let text = fs::read_to_string(repo().join("configs/sweeps/smoke.toml"))?;
+    let mut sweep: SweepFile = toml::from_str(&text)?;
+    for base in &mut sweep.base {
+        base.config = repo().join(&base.config);
+        if base.config.ends_with("smoke.toml") {
+            let corpus = repo().join("data/smoke.txt").to_string_lossy().into_owned();
+            base.set.insert("task.corpus".into(), toml::Value::String(corpus));
+        }
+    }
+    Ok(sweep)
+}
+
+#[test]
+fn smoke_sweep_trains_resumes_skips_and_reports() -> anyhow::Result<()> {
+    let runs = sweep::expand(&smoke_sweep()?, &repo())?;
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 8);
+    assert_eq!(names[0], "smoke_metric-dot_seed-1");
+    assert_eq!(names[7], "recall_tiny_metric-idw_seed-2");
+
+    let tmp = tempfile::tempdir()?;
+    let out = tmp.path();
+    let mut opts = TrainOptions::new(&Device::Cpu);
+    // Interrupt the first run half-way, as Ctrl-C would.
+    opts.stop_at = Some(6);
+    let err = sweep::run_sweep(&runs, out, &opts).expect_err("interrupted");
+    assert!(err.chain().any(|e| e.downcast_ref::<Interrupted>().is_some()), "{err:#}");
+    opts.stop_at = None;
+    let outcomes = sweep::run_sweep(&runs, out, &opts)?;
+    assert_eq!(outcomes[0], Outcome::Resumed);
+    assert!(outcomes[1..].iter().all(|o| *o == Outcome::Trained), "{outcomes:?}");
+    let again = sweep::run_sweep(&runs, out, &opts)?;
+    assert!(again.iter().all(|o| *o == Outcome::Skipped), "{again:?}");
+
+    let report = out.join("report");
+    for f in ["report.md", "report.json"] {
+        assert!(report.join(f).is_file(), "{f}");
+    }
+    for id in ["text", "recall"] {
+        for stem in ["loss_step", "loss_wall", "geometry"] {
+            for ext in ["png", "svg"] {
+                let f = report.join(format!("{id}_{stem}.{ext}"));
+                assert!(fs::metadata(&f).map(|m| m.len() > 1000).unwrap_or(false), "{} missing", f.display());
+            }
+        }
+    }
+    let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(report.join("report.json"))?)?;
+    let groups = json["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2);
+    for g in groups {
+        let sgs = g["seed_groups"].as_array().expect("seed groups");
+        assert_eq!(sgs.len(), 2, "dot and idw");
+        assert!(sgs.iter().all(|s| s["runs"].as_array().map(Vec::len) == Some(2)));
+        for r in g["runs"].as_array().expect("runs") {
+            assert_eq!(r["numbers"]["steps"], 12.0);
+            let inputs = r["geometry"]["inputs"].as_str().expect("geometry inputs");
+            assert!(inputs.contains("validation sequences"), "{inputs}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn unknown_grid_key_and_bad_sweep_files_are_clear_errors() -> anyhow::Result<()> {
+    let mut s = smoke_sweep()?;
+    s.grid.insert("model.metrik".into(), toml::Value::Array(vec![toml::Value::String("dot".into())]));
+    let err = format!("{:#}", sweep::expand(&s, &repo()).expect_err("unknown key"));
+    assert!(err.contains("model.metrik") && err.contains("smoke"), "{err}");
+
+    let mut s = smoke_sweep()?;
+    s.grid.insert("seed".into(), toml::Value::Integer(3));
+    let err = format!("{:#}", sweep::expand(&s, &repo()).expect_err("not a list"));
+    assert!(err.contains("`seed` must list its values"), "{err}");
+
+    let mut s = smoke_sweep()?;
+    s.grid.insert("model.metric".into(), toml::Value::Array(vec![toml::Value::String("manhattan".into())]));
+    let err = format!("{:#}", sweep::expand(&s, &repo()).expect_err("bad metric"));
+    assert!(err.contains("manhattan"), "{err}");
+
+    let tmp = tempfile::tempdir()?;
+    let f = tmp.path().join("s.toml");
+    fs::write(&f, "out = \"x\"\nbases = []\n")?;
+    let err = format!("{:#}", sweep::load(&f).expect_err("unknown field"));
+    assert!(err.contains("bases"), "{err}");
+    fs::write(&f, "[[base]]\nconfig = \"nowhere.toml\"\n")?;
+    let err = format!("{:#}", sweep::load(&f).expect_err("missing base"));
+    assert!(err.contains("nowhere.toml"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn prototype_and_scattered_runs_get_their_pictures() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let moons = tmp.path().join("moons.toml");
+    fs::write(
+        &moons,
+        "seed = 1\n[model]\nkind = \"prototype\"\nmetric = \"idw\"\nn_protos = 4\nn_features = 2\nn_classes = 2\n\
+         [task]\nkind = \"prototype\"\ndataset = \"moons\"\nnoise = 0.1\ntrain_per_class = 20\nval_per_class = 5\n\
+         [train]\nsteps = 10\nbatch_size = 10\nlr = 0.01\nwarmup_steps = 0\neval_interval = 5\neval_batches = 1\nckpt_interval = 10\n",
+    )?;
+    let scattered = tmp.path().join("scattered.toml");
+    fs::write(
+        &scattered,
+        "seed = 1\n[model]\nkind = \"set_regressor\"\nmetric = \"dot\"\ndim = 2\nn_layer = 1\nn_head = 2\nn_embd = 8\n\
+         [task]\nkind = \"scattered\"\ndim = 2\nn_context = 10\nn_query = 4\nval_functions = 2\n\
+         [train]\nsteps = 4\nbatch_size = 2\nlr = 0.003\nwarmup_steps = 1\neval_interval = 2\neval_batches = 1\nckpt_interval = 4\n",
+    )?;
+    let sweep_file = tmp.path().join("sweep.toml");
+    fs::write(
+        &sweep_file,
+        "[[base]]\nconfig = \"moons.toml\"\n[[base]]\nconfig = \"scattered.toml\"\n[grid]\n\"model.metric\" = [\"dot\", \"idw\"]\n",
+    )?;
+    let (_, runs) = sweep::load(&sweep_file)?;
+    assert_eq!(runs.len(), 4);
+    let out = tmp.path().join("out");
+    sweep::run_sweep(&runs, &out, &TrainOptions::new(&Device::Cpu))?;
+    let report = out.join("report");
+    for f in ["prototype_prototypes", "scattered_franke_errors", "prototype_loss_step", "scattered_loss_wall"]
+    {
+        for ext in ["png", "svg"] {
+            let p = report.join(format!("{f}.{ext}"));
+            assert!(fs::metadata(&p).map(|m| m.len() > 1000).unwrap_or(false), "{} missing", p.display());
+        }
+    }
+    let md = fs::read_to_string(report.join("report.md"))?;
+    assert!(md.contains("key→data median") && md.contains("Franke rms") && md.contains("shepard_p2"), "{md}");
+    Ok(())
+}

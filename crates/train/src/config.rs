@@ -1,0 +1,310 @@
+//! The run configuration: `seed`, `[model]`, `[task]`, `[train]`, read strictly from TOML,
+//! with dotted `--set key=value` overrides.
+//!
+//! Unknown keys are errors naming the key by its dotted path (`train.stpes`); invalid values
+//! name the field (`train.lr must be > 0`).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use attnlab_model::ModelConfig;
+use attnlab_model::config::from_value_strict;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
+use crate::tasks::TaskConfig;
+
+/// A whole run: what to train, on what, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name; the default output directory is `checkpoints/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Seed of everything random: weights, data, batch order.
+    pub seed: u64,
+    /// The model (`kind = "gpt"`, ...).
+    pub model: ModelConfig,
+    /// The task (`kind = "text"`, `"recall"`, ...).
+    pub task: TaskConfig,
+    /// Optimisation and bookkeeping.
+    pub train: TrainConfig,
+}
+
+fn default_min_lr_ratio() -> f64 {
+    0.1
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.99
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+fn default_weight_decay() -> f64 {
+    0.1
+}
+fn default_grad_clip() -> f64 {
+    1.0
+}
+fn default_eval_interval() -> usize {
+    250
+}
+fn default_eval_batches() -> usize {
+    20
+}
+fn default_ckpt_interval() -> usize {
+    500
+}
+fn default_log_interval() -> usize {
+    10
+}
+
+/// Optimiser, schedule and bookkeeping settings (`[train]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Number of optimiser steps.
+    pub steps: usize,
+    /// Sequences (examples) per step.
+    pub batch_size: usize,
+    /// Peak learning rate (after warm-up).
+    pub lr: f64,
+    /// Final learning rate of the cosine decay (default `lr / 10`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_lr: Option<f64>,
+    /// Linear warm-up steps from 0 to `lr`.
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// Decoupled weight decay, applied to matrices (rank >= 2) only.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// AdamW first-moment decay.
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    /// AdamW second-moment decay.
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    /// AdamW denominator epsilon.
+    #[serde(default = "default_adam_eps")]
+    pub adam_eps: f64,
+    /// Global gradient-norm clip (0 disables clipping).
+    #[serde(default = "default_grad_clip")]
+    pub grad_clip: f64,
+    /// Evaluate on the fixed validation set every this many steps (and at the end).
+    #[serde(default = "default_eval_interval")]
+    pub eval_interval: usize,
+    /// Number of fixed validation batches.
+    #[serde(default = "default_eval_batches")]
+    pub eval_batches: usize,
+    /// Save `last/` every this many steps (and at the end).
+    #[serde(default = "default_ckpt_interval")]
+    pub ckpt_interval: usize,
+    /// Log a line (when not on a terminal) every this many steps.
+    #[serde(default = "default_log_interval")]
+    pub log_interval: usize,
+}
+
+impl TrainConfig {
+    /// The final learning rate of the cosine decay.
+    pub fn min_lr(&self) -> f64 {
+        self.min_lr.unwrap_or(self.lr * default_min_lr_ratio())
+    }
+
+    /// Rejects settings that make no sense, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("eval_interval", self.eval_interval),
+            ("eval_batches", self.eval_batches),
+            ("ckpt_interval", self.ckpt_interval),
+            ("log_interval", self.log_interval),
+        ] {
+            if v == 0 {
+                bail!("train.{name} must be at least 1")
+            }
+        }
+        positive("train.lr", self.lr)?;
+        let min_lr = self.min_lr();
+        if !(min_lr.is_finite() && (0.0..=self.lr).contains(&min_lr)) {
+            bail!("train.min_lr must be between 0 and train.lr ({}), got {min_lr}", self.lr)
+        }
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(b.is_finite() && (0.0..1.0).contains(&b)) {
+                bail!("train.{name} must be in [0, 1), got {b}")
+            }
+        }
+        positive("train.adam_eps", self.adam_eps)?;
+        non_negative("train.weight_decay", self.weight_decay)?;
+        non_negative("train.grad_clip", self.grad_clip)
+    }
+}
+
+/// Errors unless `v` is finite and > 0.
+pub fn positive(name: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v > 0.0) {
+        bail!("{name} must be a finite number > 0, got {v}")
+    }
+    Ok(())
+}
+
+/// Errors unless `v` is finite and >= 0.
+pub fn non_negative(name: &str, v: f64) -> Result<()> {
+    if !(v.is_finite() && v >= 0.0) {
+        bail!("{name} must be a finite number >= 0, got {v}")
+    }
+    Ok(())
+}
+
+impl RunConfig {
+    /// Reads a TOML run config and applies `overrides` (`key=value`, dotted keys).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut value = toml_to_value(&text).with_context(|| format!("parsing {}", path.display()))?;
+        apply_overrides(&mut value, overrides)?;
+        Self::from_value(value).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Reads a run config from a JSON value (e.g. a run's `config.json`) strictly, and validates it.
+    pub fn from_value(mut value: Value) -> Result<Self> {
+        fill_task_set_fields(&mut value);
+        let Value::Object(mut top) = value else { bail!("a run config must be a table") };
+        let model = section(&mut top, "model")?;
+        let task = section(&mut top, "task")?;
+        let train = section(&mut top, "train")?;
+        let seed = match top.remove("seed") {
+            Some(v) => parse_field::<u64>(v, "seed")?,
+            None => bail!("missing key `seed`"),
+        };
+        let name = match top.remove("name") {
+            Some(v) => Some(parse_field::<String>(v, "name")?),
+            None => None,
+        };
+        if let Some(key) = top.keys().next() {
+            bail!("unknown key `{key}`")
+        }
+        let run = Self {
+            name,
+            seed,
+            model: model_section(model)?,
+            task: strict(task, "task")?,
+            train: strict(train, "train")?,
+        };
+        run.validate()?;
+        Ok(run)
+    }
+
+    /// Validates every section, naming the field at fault.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.contains(['/', '\\']))
+        {
+            bail!("name must be a non-empty string without path separators, got {name:?}")
+        }
+        self.train.validate()?;
+        self.task.validate()
+    }
+
+    /// The config as JSON (as saved in `config.json`).
+    pub fn to_value(&self) -> Result<Value> {
+        serde_json::to_value(self).context("serialising the run config")
+    }
+}
+
+fn section(top: &mut Map<String, Value>, key: &str) -> Result<Value> {
+    top.remove(key).with_context(|| format!("missing section `[{key}]`"))
+}
+
+fn parse_field<T: DeserializeOwned>(v: Value, name: &str) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
+/// Reads `[model]` strictly; its values are validated by `build_task`, once the task has set
+/// the fields it determines (a GPT's `vocab_size`, ...).
+fn model_section(value: Value) -> Result<ModelConfig> {
+    if let Some(Value::String(metric)) = value.get("metric") {
+        attnlab_model::MetricKind::parse(metric).map_err(|e| anyhow::anyhow!("model.metric: {e}"))?;
+    }
+    strict(value, "model")
+}
+
+/// Reads `T` from `value`: type errors name the field (`train.lr: invalid type ...`), unknown
+/// keys are rejected by dotted path.
+pub fn strict<T: Serialize + DeserializeOwned>(value: Value, root: &str) -> Result<T> {
+    let typed: std::result::Result<T, _> = serde_path_to_error::deserialize(value.clone());
+    if let Err(e) = typed {
+        let path = e.path().to_string();
+        let at = if path == "." || path.is_empty() { root.to_string() } else { format!("{root}.{path}") };
+        bail!("{at}: {}", e.into_inner())
+    }
+    from_value_strict(value, root).map_err(anyhow::Error::msg)
+}
+
+/// Fields a task sets on a GPT (`vocab_size`, `block_size`) may be left out of `[model]`;
+/// they are filled with 0 here and set by the task (see `Task::configure_model`).
+fn fill_task_set_fields(value: &mut Value) {
+    if let Some(Value::Object(model)) = value.get_mut("model")
+        && model.get("kind").and_then(Value::as_str) == Some("gpt")
+    {
+        for key in ["vocab_size", "block_size"] {
+            model.entry(key).or_insert(Value::from(0));
+        }
+    }
+}
+
+/// Parses TOML text into a JSON value.
+pub fn toml_to_value(text: &str) -> Result<Value> {
+    let table: toml::Table = toml::from_str(text)?;
+    Ok(serde_json::to_value(table)?)
+}
+
+/// Applies `key=value` overrides; the value is a TOML scalar (number, bool, quoted string),
+/// and a bare word is a string (`model.metric=idw`). Keys are dotted paths; a key the config
+/// does not know is rejected when the config is read.
+pub fn apply_overrides(value: &mut Value, overrides: &[String]) -> Result<()> {
+    for item in overrides {
+        let Some((key, raw)) = item.split_once('=') else {
+            bail!("override `{item}` is not of the form key=value")
+        };
+        set_dotted(value, key.trim(), parse_scalar(raw.trim()))
+            .with_context(|| format!("applying override `{item}`"))?;
+    }
+    Ok(())
+}
+
+/// Parses an override value as a TOML scalar; anything else is taken as a string.
+pub fn parse_scalar(raw: &str) -> Value {
+    let parsed: std::result::Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
+    match parsed.ok().and_then(|mut t| t.remove("v")) {
+        Some(v) => serde_json::to_value(v).unwrap_or_else(|_| Value::String(raw.to_string())),
+        None => Value::String(raw.to_string()),
+    }
+}
+
+/// Sets `value[a][b][c] = new` for the key `a.b.c`, creating the last key if needed; the
+/// parents must exist as tables.
+pub fn set_dotted(value: &mut Value, key: &str, new: Value) -> Result<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("`{key}` is not a valid dotted key")
+    }
+    let (last, parents) = parts.split_last().context("empty key")?;
+    let mut cur = value;
+    for (i, p) in parents.iter().enumerate() {
+        let here = parts[..=i].join(".");
+        cur = match cur {
+            Value::Object(m) => m.get_mut(*p).with_context(|| format!("unknown key `{here}`"))?,
+            _ => bail!("unknown key `{here}`"),
+        };
+    }
+    match cur {
+        Value::Object(m) => {
+            m.insert((*last).to_string(), new);
+            Ok(())
+        }
+        _ => bail!("`{}` is not a table, so `{key}` cannot be set", parents.join(".")),
+    }
+}

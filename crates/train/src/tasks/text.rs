@@ -1,0 +1,241 @@
+//! `text`: next-token prediction on a corpus (nanoGPT's setting).
+//!
+//! The corpus is tokenized once, split 90/10 (by default) into training and validation tokens;
+//! a batch is `batch_size` random windows of `block_size + 1` tokens, inputs the first
+//! `block_size`, targets the last. The validation batches are drawn once from a fixed seed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use attnlab_model::hub::{HubOptions, HubRef, fetch};
+use attnlab_model::{Model, ModelConfig};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::tokenizer::{TextTokenizer, check_bpe_vocab};
+use super::{batch_loss, gpt_config_mut, gpt_of};
+use crate::task::{Batch, Task};
+
+fn default_tokenizer() -> String {
+    "char".to_string()
+}
+fn default_val_fraction() -> f64 {
+    0.1
+}
+fn default_bpe_vocab_size() -> usize {
+    512
+}
+
+/// `[task]` of kind `text`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    /// Corpus: a path (relative to the working directory) or `hub:datasets/owner/repo[@rev]`.
+    pub corpus: String,
+    /// The file inside the Hub repository (required for a `hub:` corpus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus_file: Option<String>,
+    /// `char`, `bpe` (trained on the corpus), a path to a `tokenizer.json`, or `hub:owner/repo[@rev]`.
+    #[serde(default = "default_tokenizer")]
+    pub tokenizer: String,
+    /// Vocabulary size of a trained BPE tokenizer.
+    #[serde(default = "default_bpe_vocab_size")]
+    pub bpe_vocab_size: usize,
+    /// Fraction of the tokens (at the end of the corpus) held out for validation.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+}
+
+impl TextConfig {
+    /// Rejects settings that make no sense, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.corpus.trim().is_empty() {
+            bail!("task.corpus must name a file or a hub:datasets/... reference")
+        }
+        if self.corpus.starts_with("hub:") && self.corpus_file.is_none() {
+            bail!("task.corpus_file must name the file inside the hub repository {}", self.corpus)
+        }
+        if !(self.val_fraction.is_finite() && self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            bail!("task.val_fraction must be between 0 and 1 (exclusive), got {}", self.val_fraction)
+        }
+        if self.tokenizer == "bpe" {
+            check_bpe_vocab(self.bpe_vocab_size)?;
+        }
+        Ok(())
+    }
+}
+
+/// The text task: tokenized corpus, split, and fixed validation batches.
+pub struct TextTask {
+    tokenizer: TextTokenizer,
+    train: Vec<u32>,
+    block_size: usize,
+    val: Vec<Batch>,
+    device: Device,
+}
+
+impl TextTask {
+    /// Reads the corpus, builds the tokenizer, splits and tokenizes; `block_size` is the
+    /// model's context, `eval_batches` x `batch_size` windows form the validation set.
+    pub fn new(
+        cfg: &TextConfig,
+        block_size: usize,
+        batch_size: usize,
+        eval_batches: usize,
+        seed: u64,
+        device: &Device,
+        hub: &HubOptions,
+    ) -> Result<Self> {
+        if block_size == 0 {
+            bail!("model.block_size must be set (at least 1) for the text task")
+        }
+        let path = corpus_path(cfg, hub)?;
+        let text = read_corpus(&path)?;
+        let tokenizer = build_tokenizer(cfg, &text, &path, hub)?;
+        let ids = tokenizer.encode(&text).with_context(|| format!("tokenizing corpus {}", path.display()))?;
+        let n_val = ((ids.len() as f64) * cfg.val_fraction).round() as usize;
+        let (train, val) = ids.split_at(ids.len() - n_val);
+        for (split, toks) in [("training", train), ("validation", val)] {
+            if toks.len() < block_size + 1 {
+                bail!(
+                    "corpus {} is too short: its {split} split has {} tokens, but model.block_size {block_size} needs at least {}",
+                    path.display(),
+                    toks.len(),
+                    block_size + 1
+                )
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7A1D_BA7C);
+        let val = (0..eval_batches)
+            .map(|_| windows(val, block_size, batch_size, &mut rng, device))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { tokenizer, train: train.to_vec(), block_size, val, device: device.clone() })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Number of training tokens.
+    pub fn n_train_tokens(&self) -> usize {
+        self.train.len()
+    }
+}
+
+fn corpus_path(cfg: &TextConfig, hub: &HubOptions) -> Result<PathBuf> {
+    match HubRef::parse(&cfg.corpus) {
+        Some(r) => {
+            let r = r.map_err(|e| anyhow::anyhow!("task.corpus: {e}"))?;
+            let file = cfg.corpus_file.as_deref().context("task.corpus_file must be set for a hub corpus")?;
+            fetch(&r, file, hub).map_err(|e| anyhow::anyhow!("task.corpus: {e}"))
+        }
+        None => Ok(PathBuf::from(&cfg.corpus)),
+    }
+}
+
+/// Reads a corpus file: it must exist, be non-empty and be UTF-8.
+pub fn read_corpus(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
+    if bytes.is_empty() {
+        bail!("corpus {} is empty", path.display())
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "corpus {} is not valid UTF-8 (at byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn build_tokenizer(cfg: &TextConfig, text: &str, corpus: &Path, hub: &HubOptions) -> Result<TextTokenizer> {
+    match cfg.tokenizer.as_str() {
+        "char" => TextTokenizer::char_level(text),
+        "bpe" => TextTokenizer::train_bpe(corpus, cfg.bpe_vocab_size),
+        other => match HubRef::parse(other) {
+            Some(r) => TextTokenizer::from_hub(&r.map_err(|e| anyhow::anyhow!("task.tokenizer: {e}"))?, hub),
+            None => TextTokenizer::from_file(Path::new(other)),
+        },
+    }
+    .context("task.tokenizer")
+}
+
+/// `batch_size` random windows of `tokens`: inputs `(b, t)` and next-token targets `(b, t)`.
+fn windows(
+    tokens: &[u32],
+    t: usize,
+    b: usize,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> candle_core::Result<Batch> {
+    let mut x = Vec::with_capacity(b * t);
+    let mut y = Vec::with_capacity(b * t);
+    for _ in 0..b {
+        let start = rng.random_range(0..tokens.len() - t);
+        x.extend_from_slice(&tokens[start..start + t]);
+        y.extend_from_slice(&tokens[start + 1..start + t + 1]);
+    }
+    Ok(Batch {
+        inputs: vec![Tensor::from_vec(x, (b, t), device)?],
+        targets: Tensor::from_vec(y, (b, t), device)?,
+        weights: None,
+        n_items: b * t,
+    })
+}
+
+impl Task for TextTask {
+    fn name(&self) -> &'static str {
+        "text"
+    }
+
+    fn configure_model(&self, model: &mut ModelConfig) -> candle_core::Result<()> {
+        let g = gpt_config_mut(model, "text")?;
+        let v = self.tokenizer.vocab_size();
+        if g.vocab_size == 0 {
+            g.vocab_size = v;
+        } else if g.vocab_size < v {
+            candle_core::bail!("model.vocab_size {} is smaller than the tokenizer's {v} tokens", g.vocab_size)
+        }
+        Ok(())
+    }
+
+    fn train_batch(
+        &mut self,
+        _step: usize,
+        rng: &mut ChaCha8Rng,
+        batch_size: usize,
+    ) -> candle_core::Result<Batch> {
+        windows(&self.train, self.block_size, batch_size, rng, &self.device)
+    }
+
+    fn val_batches(&self) -> &[Batch] {
+        &self.val
+    }
+
+    fn loss(&self, model: &Model, batch: &Batch) -> candle_core::Result<Tensor> {
+        let logits = gpt_of(model, "text")?.forward(&batch.inputs[0])?;
+        batch_loss(&logits, batch)
+    }
+
+    fn scores(&self, model: &Model) -> candle_core::Result<Map<String, Value>> {
+        let mut total = 0.0;
+        for b in &self.val {
+            total += self.loss(model, b)?.to_scalar::<f32>()? as f64;
+        }
+        let nats = total / self.val.len().max(1) as f64;
+        let mut m = Map::new();
+        let key = if self.tokenizer.is_char_level() { "val_bpc" } else { "val_bits_per_token" };
+        m.insert(key.to_string(), Value::from(nats / std::f64::consts::LN_2));
+        m.insert("vocab_size".to_string(), Value::from(self.tokenizer.vocab_size()));
+        Ok(m)
+    }
+
+    fn checkpoint_files(&self) -> candle_core::Result<Vec<(String, Vec<u8>)>> {
+        let json = self.tokenizer.to_json().map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        Ok(vec![(attnlab_model::checkpoint::TOKENIZER_FILE.to_string(), json.into_bytes())])
+    }
+}

@@ -1,0 +1,336 @@
+//! The training loop, in the spirit of nanoGPT's `train.py`:
+//! build the task and the model, then for every step — evaluate and checkpoint at the
+//! boundaries, draw a batch, forward, backward, clip, AdamW — and write the run directory.
+//!
+//! Boundary `s` (after `s` updates): evaluate when `s % eval_interval == 0` or at the end,
+//! save `best/` on a new best validation loss, save `last/` every `ckpt_interval`, at the end
+//! and when asked to stop. A resumed run starts at its checkpoint's boundary, whose work was
+//! done before that checkpoint was written, so resumed and straight runs see the same steps.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use attnlab_model::{Checkpoint, Model, ParamStore};
+use candle_core::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
+
+use crate::config::RunConfig;
+use crate::interrupt::{Interrupted, stop_requested};
+use crate::optim::{AdamW, AdamWParams, clip_grads, grad_norm, lr_at};
+use crate::progress::Progress;
+use crate::rundir::{self, MetricLine, MetricsWriter, OPTIMIZER_FILE, STATE_FILE, Summary, TrainerState};
+use crate::task::Task;
+use crate::tasks::{TaskEnv, build_task};
+
+/// How a run is driven (everything but the config).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Continue the run in the output directory from its `last/` checkpoint.
+    pub resume: bool,
+    /// Device and hub settings.
+    pub env: TaskEnv,
+    /// Show a progress bar when stderr is a terminal.
+    pub progress_bar: bool,
+    /// Stop (save and return [`Interrupted`]) at this step, as Ctrl-C would.
+    pub stop_at: Option<usize>,
+}
+
+impl TrainOptions {
+    /// A fresh run on `device`, no progress bar.
+    pub fn new(device: &Device) -> Self {
+        Self { resume: false, env: TaskEnv::on(device), progress_bar: false, stop_at: None }
+    }
+}
+
+/// Trains `run` into `out_dir` and returns the summary (also written to `summary.json`).
+/// Stopping early (Ctrl-C, `stop_at`) saves `last/` and returns an [`Interrupted`] error.
+pub fn train(run: &RunConfig, out_dir: &Path, opts: &TrainOptions) -> Result<Summary> {
+    let (run, task) = build_task(run, &opts.env)?;
+    train_task(run, task, out_dir, opts)
+}
+
+/// Like [`train`], with a task built already (`run` is the resolved config that
+/// [`build_task`] returned with it).
+pub fn train_task(
+    run: RunConfig,
+    task: Box<dyn Task>,
+    out_dir: &Path,
+    opts: &TrainOptions,
+) -> Result<Summary> {
+    prepare_dir(out_dir, opts.resume)?;
+    let mut s = Session::start(run, task, out_dir, opts)?;
+    if s.state.step >= s.run.train.steps && out_dir.join(rundir::SUMMARY_FILE).exists() {
+        return rundir::read_json(&out_dir.join(rundir::SUMMARY_FILE));
+    }
+    let result = s.run_loop(opts.stop_at);
+    s.progress.finish();
+    result?;
+    s.finish()
+}
+
+/// Mean loss of `model` over the task's fixed validation batches.
+pub fn evaluate(task: &dyn Task, model: &Model) -> Result<f64> {
+    let batches = task.val_batches();
+    let mut total = 0.0;
+    for b in batches {
+        total += task.loss(model, b)?.to_scalar::<f32>()? as f64;
+    }
+    Ok(total / batches.len().max(1) as f64)
+}
+
+fn prepare_dir(out_dir: &Path, resume: bool) -> Result<()> {
+    let last = rundir::last_dir(out_dir);
+    if resume && !last.join(attnlab_model::checkpoint::CONFIG_FILE).is_file() {
+        bail!("cannot resume: {} holds no checkpoint ({} is missing)", out_dir.display(), last.display())
+    }
+    if !resume && (last.exists() || out_dir.join(rundir::METRICS_FILE).exists()) {
+        bail!("{} already holds a run; resume it with --resume or choose another --out", out_dir.display())
+    }
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create output directory {}", out_dir.display()))
+}
+
+struct Session {
+    run: RunConfig,
+    run_json: Value,
+    dir: PathBuf,
+    task: Box<dyn Task>,
+    model: Model,
+    params: ParamStore,
+    opt: AdamW,
+    state: TrainerState,
+    metrics: MetricsWriter,
+    recent: VecDeque<f64>,
+    last_val: Option<f64>,
+    progress: Progress,
+    started: Instant,
+    resumed_at: Option<usize>,
+}
+
+impl Session {
+    fn start(run: RunConfig, task: Box<dyn Task>, dir: &Path, opts: &TrainOptions) -> Result<Self> {
+        let device = &opts.env.device;
+        let (model, params) = Model::init(&run.model, run.seed, device)?;
+        let mut opt = AdamW::new(&params, AdamWParams::from_config(&run.train))?;
+        let mut state = TrainerState {
+            step: 0,
+            rng: ChaCha8Rng::seed_from_u64(run.seed),
+            best_val_loss: None,
+            wall_s: 0.0,
+            train_s: 0.0,
+            items: 0,
+        };
+        let mut recent = VecDeque::new();
+        let mut resumed_at = None;
+        if opts.resume {
+            state = restore(&run, dir, &params, &mut opt)?;
+            let kept = rundir::truncate_metrics(dir, state.step)?;
+            recent.extend(kept.iter().filter(|l| l.split == "train").map(|l| l.loss));
+            while recent.len() > 20 {
+                recent.pop_front();
+            }
+            resumed_at = Some(state.step);
+            tracing::info!(step = state.step, dir = %dir.display(), "resuming");
+        }
+        let run_json = run.to_value()?;
+        rundir::write_json(&rundir::config_path(dir), &run_json)?;
+        let metrics = MetricsWriter::open(dir)?;
+        let progress = Progress::new(opts.progress_bar, run.train.steps, state.step, run.train.log_interval);
+        tracing::info!(params = params.n_params(), task = task.name(), metric = %run.model.metric(), "model built");
+        Ok(Self {
+            run,
+            run_json,
+            dir: dir.to_path_buf(),
+            task,
+            model,
+            params,
+            opt,
+            state,
+            metrics,
+            recent,
+            last_val: None,
+            progress,
+            started: Instant::now(),
+            resumed_at,
+        })
+    }
+
+    fn wall(&self) -> f64 {
+        self.state.wall_s + self.started.elapsed().as_secs_f64()
+    }
+
+    fn run_loop(&mut self, stop_at: Option<usize>) -> Result<()> {
+        let t = self.run.train.clone();
+        loop {
+            let step = self.state.step;
+            let at_end = step >= t.steps;
+            let fresh = self.resumed_at != Some(step);
+            if fresh && (step.is_multiple_of(t.eval_interval) || at_end) {
+                self.eval_boundary(step)?;
+            }
+            let stop = stop_at == Some(step) || stop_requested();
+            if at_end || stop || (fresh && step > 0 && step.is_multiple_of(t.ckpt_interval)) {
+                self.save_last()?;
+            }
+            if at_end {
+                return Ok(());
+            }
+            if stop {
+                return Err(Interrupted { step, dir: self.dir.clone() }.into());
+            }
+            self.train_step(step)?;
+        }
+    }
+
+    fn train_step(&mut self, step: usize) -> Result<()> {
+        let t0 = Instant::now();
+        let lr = lr_at(step, &self.run.train);
+        let batch = self.task.train_batch(step, &mut self.state.rng, self.run.train.batch_size)?;
+        let loss_t = self.task.loss(&self.model, &batch)?;
+        let loss = loss_t.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            bail!(
+                "training loss is {loss} at step {}: the run diverged and was stopped; the last good checkpoint is in {} (try a lower train.lr)",
+                step + 1,
+                rundir::last_dir(&self.dir).display()
+            )
+        }
+        let mut grads = loss_t.backward()?;
+        let norm = grad_norm(&self.params, &grads)?;
+        clip_grads(&self.params, &mut grads, norm, self.run.train.grad_clip)?;
+        self.opt.step(&grads, lr)?;
+        let dt = t0.elapsed().as_secs_f64();
+        self.state.step = step + 1;
+        self.state.train_s += dt;
+        self.state.items += batch.n_items as u64;
+        self.recent.push_back(loss);
+        if self.recent.len() > 20 {
+            self.recent.pop_front();
+        }
+        let tps = batch.n_items as f64 / dt.max(1e-9);
+        self.metrics.write(&MetricLine {
+            step: step + 1,
+            split: "train".into(),
+            loss,
+            lr: Some(lr),
+            grad_norm: Some(norm),
+            tokens_per_s: Some(tps),
+            wall_s: self.wall(),
+            extra: Map::new(),
+        })?;
+        self.progress.step(step + 1, loss, lr, tps);
+        Ok(())
+    }
+
+    fn eval_boundary(&mut self, step: usize) -> Result<()> {
+        let loss = evaluate(self.task.as_ref(), &self.model)?;
+        if !loss.is_finite() {
+            bail!(
+                "validation loss is {loss} at step {step}: the run diverged; the last good checkpoint is in {}",
+                rundir::last_dir(&self.dir).display()
+            )
+        }
+        self.last_val = Some(loss);
+        let line = MetricLine {
+            step,
+            split: "val".into(),
+            loss,
+            lr: None,
+            grad_norm: None,
+            tokens_per_s: None,
+            wall_s: self.wall(),
+            extra: Map::new(),
+        };
+        self.metrics.write(&line)?;
+        self.progress.val(step, loss);
+        if self.state.best_val_loss.is_none_or(|b| loss < b) {
+            self.state.best_val_loss = Some(loss);
+            let files = self.extra_files(false)?;
+            let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+            Checkpoint::save(&rundir::best_dir(&self.dir), &self.run_json, &self.params, &refs)
+                .with_context(|| format!("saving the best checkpoint in {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+
+    fn save_last(&mut self) -> Result<()> {
+        let files = self.extra_files(true)?;
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        Checkpoint::save(&rundir::last_dir(&self.dir), &self.run_json, &self.params, &refs).with_context(
+            || format!("saving checkpoint in {} (the previous one is kept)", self.dir.display()),
+        )?;
+        tracing::debug!(step = self.state.step, "checkpoint saved");
+        Ok(())
+    }
+
+    /// The task's files, plus (for `last/`) the optimizer moments and the trainer state.
+    fn extra_files(&self, with_state: bool) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut files = self.task.checkpoint_files()?;
+        if with_state {
+            let scratch = self.dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
+            self.opt.save(&scratch)?;
+            let bytes = std::fs::read(&scratch).with_context(|| format!("reading {}", scratch.display()))?;
+            let _ = std::fs::remove_file(&scratch);
+            files.push((OPTIMIZER_FILE.to_string(), bytes));
+            let mut state = self.state.clone();
+            state.wall_s = self.wall();
+            files.push((STATE_FILE.to_string(), serde_json::to_vec_pretty(&state)?));
+        }
+        Ok(files)
+    }
+
+    fn finish(&mut self) -> Result<Summary> {
+        let steps = self.state.step;
+        let final_val_loss = match self.last_val {
+            Some(v) => v,
+            None => evaluate(self.task.as_ref(), &self.model)?,
+        };
+        let summary = Summary {
+            steps,
+            final_train_loss: self.recent.iter().sum::<f64>() / self.recent.len().max(1) as f64,
+            final_val_loss,
+            best_val_loss: self.state.best_val_loss.unwrap_or(final_val_loss),
+            tokens_per_s: self.state.items as f64 / self.state.train_s.max(1e-9),
+            wall_s: self.wall(),
+            ms_per_step: 1000.0 * self.state.train_s / steps.max(1) as f64,
+            task: self.task.name().to_string(),
+            metric: self.run.model.metric().name().to_string(),
+            seed: self.run.seed,
+            scores: self.task.scores(&self.model)?,
+        };
+        rundir::write_json(&self.dir.join(rundir::SUMMARY_FILE), &summary)?;
+        tracing::info!(
+            steps,
+            val_loss = format!("{final_val_loss:.4}"),
+            tokens_per_s = format!("{:.0}", summary.tokens_per_s),
+            "done"
+        );
+        Ok(summary)
+    }
+}
+
+/// Loads weights, moments and trainer state of `dir/last`, after checking that its config
+/// describes the same model and task as `run`.
+fn restore(run: &RunConfig, dir: &Path, params: &ParamStore, opt: &mut AdamW) -> Result<TrainerState> {
+    let last = rundir::last_dir(dir);
+    let saved_json: Value = rundir::read_json(&last.join(attnlab_model::checkpoint::CONFIG_FILE))?;
+    let saved = RunConfig::from_value(saved_json).with_context(|| format!("reading {}", last.display()))?;
+    if saved.model != run.model {
+        bail!(
+            "cannot resume {}: its model config differs from this one\n  run:    {}\n  config: {}",
+            dir.display(),
+            serde_json::to_string(&saved.model)?,
+            serde_json::to_string(&run.model)?
+        )
+    }
+    if saved.task != run.task || saved.seed != run.seed {
+        bail!("cannot resume {}: its task config or seed differs from this one", dir.display())
+    }
+    params.load_safetensors(&last.join(attnlab_model::checkpoint::MODEL_FILE))?;
+    opt.load(&last.join(OPTIMIZER_FILE))?;
+    rundir::read_json(&last.join(STATE_FILE))
+}
