@@ -1,0 +1,56 @@
+//! `attnlab bench`: the JSON report's shape on a tiny run, and clear errors on bad input.
+//! (No timing assertions: timings belong to the benchmark, not to tests.)
+
+use std::process::Command;
+
+fn attnlab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_attnlab")).args(args).output().expect("run attnlab")
+}
+
+#[test]
+fn tiny_bench_reports_every_field_per_metric() {
+    let out = attnlab(&[
+        "bench",
+        "--metrics",
+        "dot,idw",
+        "--steps",
+        "2",
+        "--warmup",
+        "0",
+        "--block-size",
+        "8",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let results = v["results"].as_array().expect("results list");
+    assert_eq!(results.len(), 2);
+    for (r, name) in results.iter().zip(["dot", "idw"]) {
+        assert_eq!(r["metric"], name);
+        for key in ["tokens_per_s", "fwd_ms", "bwd_ms", "opt_ms", "peak_rss_mib"] {
+            let x = r[key].as_f64().unwrap_or(-1.0);
+            assert!(x > 0.0 && x.is_finite(), "{name}: {key} = {}", r[key]);
+        }
+        assert_eq!(r["threads"], 1);
+    }
+}
+
+#[test]
+fn bad_bench_input_gives_a_clear_error() {
+    for (args, needle) in [
+        (vec!["bench", "--metrics", "manhattan"], "manhattan"),
+        (vec!["bench", "--steps", "0"], "--steps"),
+        (vec!["bench", "--fused", "attn,warp"], "warp"),
+        (vec!["bench", "--device", "tpu"], "tpu"),
+        (vec!["--threads", "0", "bench"], "--threads"),
+    ] {
+        let out = attnlab(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: error does not name `{needle}`: {err}");
+    }
+}
