@@ -33,7 +33,6 @@ pub struct SampleArgs {
 
 /// Loads the checkpoint and its tokenizer, generates, prints prompt + continuation.
 pub fn run(args: SampleArgs) -> Result<()> {
-    super::train::cpu_defaults();
     let device = Device::cuda_if_available(0)?;
     // A run directory holds its own config.json beside last/; load last/ explicitly.
     let last = args.run.join(LAST_DIR);

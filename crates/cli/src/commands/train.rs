@@ -23,19 +23,8 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
 }
 
-/// Sets `CANDLE_BARRIER_POOL_SPIN_LIMIT=0` unless the user set it: candle's spinning thread
-/// barrier oversubscribes small machines (on the shared 2-core machine: 3,200 -> 560 tokens/s
-/// without this). Must run before any thread is started.
-pub fn cpu_defaults() {
-    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        // SAFETY: called at the start of a command, before this process starts other threads.
-        unsafe { std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0") };
-    }
-}
-
 /// Trains; Ctrl-C saves the last checkpoint and exits with an error naming it.
 pub fn run(args: TrainArgs) -> Result<()> {
-    cpu_defaults();
     let run = load_config(&args)?;
     let out = match (&args.resume, &args.out) {
         (Some(dir), _) => dir.clone(),
