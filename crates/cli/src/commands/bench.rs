@@ -3,7 +3,6 @@
 //! Each metric runs in a fresh child process of the same binary (`--child`), so peak-memory
 //! figures do not mix and every metric starts with cold pools and allocator.
 
-mod adamw;
 mod child;
 
 use std::process::Command;

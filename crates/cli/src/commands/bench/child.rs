@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::adamw::AdamW;
+use attnlab_train::optim::{AdamW, AdamWParams, clip_grads, grad_norm};
 
 /// What the benchmark trains.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +114,9 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
     let cfg = ModelConfig::Gpt(model_config(metric, s.block_size));
     let (model, params) = Model::init(&cfg, 1337, device)?;
     let gpt = model.as_gpt().context("bench model is a GPT")?;
-    let mut opt = AdamW::new(params.vars())?;
+    // torch_gpt.py's optimiser: lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices, clip 1.0.
+    let hp = AdamWParams { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
+    let mut opt = AdamW::new(&params, hp)?;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (mut fwd, mut bwd, mut optm, mut tps) = (vec![], vec![], vec![], vec![]);
     let (mut cpu, mut clean) = (vec![], vec![]);
@@ -128,10 +130,12 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
         let loss = fused::cross_entropy(&logits.flatten_to(1)?, &y.flatten_all()?)?;
         let loss_v = loss.to_scalar::<f32>()?; // synchronises non-CPU devices
         let t1 = Instant::now();
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
         device.synchronize()?;
         let t2 = Instant::now();
-        opt.step(&grads)?;
+        let norm = grad_norm(&params, &grads)?;
+        clip_grads(&params, &mut grads, norm, 1.0)?;
+        opt.step(&grads, 1e-3)?;
         device.synchronize()?;
         let t3 = Instant::now();
         let (own1, busy1) = cpu_now()?;
