@@ -101,7 +101,6 @@ pub fn build_task(run: &RunConfig, env: &TaskEnv) -> Result<(RunConfig, Box<dyn 
 
 /// The GPT config inside `model`, or an error saying that `task` needs a GPT.
 pub fn gpt_config<'a>(model: &'a ModelConfig, task: &str) -> Result<&'a GptConfig> {
-    #[allow(unreachable_patterns)] // other model kinds are added by other branches
     match model {
         ModelConfig::Gpt(g) => Ok(g),
         _ => anyhow::bail!("the {task} task needs model.kind = \"gpt\""),
@@ -110,11 +109,21 @@ pub fn gpt_config<'a>(model: &'a ModelConfig, task: &str) -> Result<&'a GptConfi
 
 /// Like [`gpt_config`], mutable, with a candle error (for [`Task::configure_model`]).
 pub fn gpt_config_mut<'a>(model: &'a mut ModelConfig, task: &str) -> candle_core::Result<&'a mut GptConfig> {
-    #[allow(unreachable_patterns)] // other model kinds are added by other branches
     match model {
         ModelConfig::Gpt(g) => Ok(g),
         _ => candle_core::bail!("the {task} task needs model.kind = \"gpt\""),
     }
+}
+
+/// Fills a size the task decides (`model.<field>` left at 0), or checks that the configured
+/// value covers what the task needs (`needed`, described by `source` in the error).
+pub fn fill_at_least(field: &str, value: &mut usize, needed: usize, source: &str) -> candle_core::Result<()> {
+    if *value == 0 {
+        *value = needed;
+    } else if *value < needed {
+        candle_core::bail!("model.{field} {value} is smaller than {source}")
+    }
+    Ok(())
 }
 
 /// The GPT inside `model`, or an error saying that `task` needs one.

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{batch_loss, gpt_config_mut, gpt_of, weighted_accuracy};
+use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of, weighted_accuracy};
 use crate::task::{Batch, Task};
 
 fn default_power_a() -> f64 {
@@ -165,16 +165,8 @@ impl Task for RecallTask {
     fn configure_model(&self, model: &mut ModelConfig) -> candle_core::Result<()> {
         let g = gpt_config_mut(model, "recall")?;
         let (v, t) = (self.cfg.vocab_size, self.cfg.seq_len);
-        if g.vocab_size == 0 {
-            g.vocab_size = v;
-        } else if g.vocab_size < v {
-            candle_core::bail!("model.vocab_size {} is smaller than task.vocab_size {v}", g.vocab_size)
-        }
-        if g.block_size == 0 {
-            g.block_size = t;
-        } else if g.block_size < t {
-            candle_core::bail!("model.block_size {} is smaller than task.seq_len {t}", g.block_size)
-        }
+        fill_at_least("vocab_size", &mut g.vocab_size, v, &format!("task.vocab_size {v}"))?;
+        fill_at_least("block_size", &mut g.block_size, t, &format!("task.seq_len {t}"))?;
         Ok(())
     }
 

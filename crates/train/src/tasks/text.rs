@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::tokenizer::{TextTokenizer, check_bpe_vocab};
-use super::{batch_loss, gpt_config_mut, gpt_of};
+use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of};
 use crate::task::{Batch, Task};
 
 fn default_tokenizer() -> String {
@@ -195,11 +195,7 @@ impl Task for TextTask {
     fn configure_model(&self, model: &mut ModelConfig) -> candle_core::Result<()> {
         let g = gpt_config_mut(model, "text")?;
         let v = self.tokenizer.vocab_size();
-        if g.vocab_size == 0 {
-            g.vocab_size = v;
-        } else if g.vocab_size < v {
-            candle_core::bail!("model.vocab_size {} is smaller than the tokenizer's {v} tokens", g.vocab_size)
-        }
+        fill_at_least("vocab_size", &mut g.vocab_size, v, &format!("the tokenizer's {v} tokens"))?;
         Ok(())
     }
 
