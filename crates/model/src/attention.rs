@@ -1,9 +1,9 @@
 //! Multi-head attention whose scores come from the configured [`MetricLayer`].
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::Linear;
 
-use crate::layers::{INIT_STD, linear};
+use crate::fused::{self, Kernel};
+use crate::layers::{INIT_STD, Linear, linear};
 use crate::metric::{MetricLayer, MetricSpec};
 use crate::params::ParamBuilder;
 
@@ -62,6 +62,11 @@ impl MetricAttention {
         mask: Option<&Tensor>,
         probes: Option<&mut Vec<AttnProbe>>,
     ) -> Result<Tensor> {
+        if probes.is_none()
+            && let Some(y) = self.forward_packed(x, mask)?
+        {
+            return self.o_proj.forward(&y);
+        }
         let (b, t, c) = x.dims3()?;
         let heads = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, self.n_head, c / self.n_head))?.transpose(1, 2)?.contiguous() // (b, h, t, d)
@@ -75,5 +80,21 @@ impl MetricAttention {
             p.push(AttnProbe { q: q.detach(), k: k.detach() });
         }
         self.o_proj.forward(&y)
+    }
+
+    /// The fused path: one linear map to packed `[q | k | v]` `(b, t, 3c)` and the packed
+    /// self-attention kernel, `(b, t, c)` before `o_proj`; `None` where the kernels do not apply.
+    fn forward_packed(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+        if !(fused::enabled(Kernel::Flash) && fused::enabled(Kernel::Linear)) {
+            return Ok(None);
+        }
+        let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let w = Tensor::cat(&projs.map(|p| p.weight()), 0)?; // (3c, c)
+        let b = match projs.map(|p| p.bias()) {
+            [Some(q), Some(k), Some(v)] => Some(Tensor::cat(&[q, k, v], 0)?),
+            _ => None,
+        };
+        let Some(qkv) = fused::linear(x, &w, b.as_ref())? else { return Ok(None) };
+        self.metric.self_attend(&qkv, self.n_head, mask)
     }
 }

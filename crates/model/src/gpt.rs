@@ -1,11 +1,11 @@
 //! The decoder-only transformer (GPT) with a pluggable attention metric.
 
 use candle_core::{D, IndexOp, Module, Result, Tensor, bail};
-use candle_nn::{Embedding, Linear};
+use candle_nn::Embedding;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{AttnProbe, MetricAttention};
-use crate::layers::{INIT_STD, Mlp, Norm, NormKind, linear};
+use crate::layers::{INIT_STD, Linear, Mlp, Norm, NormKind, linear};
 use crate::metric::{MetricSpec, causal_mask};
 use crate::params::{Init, ParamBuilder};
 

@@ -1,7 +1,6 @@
 //! Building blocks shared by the models: linear maps, norms, the MLP.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::fused;
@@ -16,6 +15,40 @@ pub fn linear(d_in: usize, d_out: usize, bias: bool, std: f64, pb: &ParamBuilder
     let w = pb.var("weight", (d_out, d_in), Init::Normal { std })?;
     let b = if bias { Some(pb.var("bias", d_out, Init::Const(0.0))?) } else { None };
     Ok(Linear::new(w, b))
+}
+
+/// A linear map `y = x w^T + b`, `(.., in) -> (.., out)` with weight `(out, in)`: one fused node
+/// ([`fused::linear`]) on the CPU, candle's `Linear` elsewhere.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Wraps a weight `(out, in)` and an optional bias `(out,)`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The weight `(out, in)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `(out,)`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match fused::linear(x, &self.weight, self.bias.as_ref())? {
+            Some(y) => Ok(y),
+            None => candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x),
+        }
+    }
 }
 
 /// Which normalisation the blocks use.

@@ -303,6 +303,18 @@ impl MetricLayer {
         self.weights(q, k, mask)?.matmul(v)
     }
 
+    /// Self-attention `(b, t, c)` from packed projections `qkv` `(b, t, 3c)` (`[q | k | v]`,
+    /// heads side by side in each third) through [`crate::fused::self_attention`]; `None` when
+    /// the fused kernel does not apply (the caller then splits heads and uses [`Self::attend`]).
+    pub fn self_attend(&self, qkv: &Tensor, n_head: usize, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let param = match (self.kind, &self.power) {
+            (MetricKind::Cosine, _) => self.temperature.clone(),
+            (MetricKind::Idw, Power::Learned(p)) => Some(p.clone()),
+            _ => None,
+        };
+        fused::self_attention(self.fused_fn(), qkv, n_head, param.as_ref(), mask)
+    }
+
     /// The metric's fixed parameters for the fused kernels.
     fn fused_fn(&self) -> fused::MetricFn {
         fused::MetricFn {

@@ -6,11 +6,10 @@
 //! on the others), and a linear head reads `y` at each query.
 
 use candle_core::{D, Module, Result, Tensor, bail};
-use candle_nn::Linear;
 use serde::{Deserialize, Serialize};
 
 use crate::gpt::{Block, GptConfig};
-use crate::layers::{INIT_STD, Norm, NormKind, linear};
+use crate::layers::{INIT_STD, Linear, Norm, NormKind, linear};
 use crate::metric::{MetricSpec, context_mask};
 use crate::params::ParamBuilder;
 

@@ -76,11 +76,11 @@ pub fn attention(
 
 /// Forward op over `(qk = [q; k] (b, h, tq + tk, d), v (b, h, tk, dv), param)`.
 #[derive(Clone)]
-struct Attend {
-    f: MetricFn,
-    rows: Arc<RowMask>,
-    use_param: ParamUse,
-    tq: usize,
+pub(super) struct Attend {
+    pub(super) f: MetricFn,
+    pub(super) rows: Arc<RowMask>,
+    pub(super) use_param: ParamUse,
+    pub(super) tq: usize,
 }
 
 /// Shapes of one call: `(b, h, tq, tk, d, dv)`.
@@ -88,7 +88,7 @@ type Dims = (usize, usize, usize, usize, usize, usize);
 
 /// Query rows `i0..i1` and the keys `0..kn` that any of them sees (causal masks let early rows
 /// skip later keys: about 40% of the products at T = 128).
-struct Block {
+pub(super) struct Block {
     i0: usize,
     i1: usize,
     kn: usize,
@@ -107,7 +107,7 @@ impl Attend {
     }
 
     /// `p / 2` (distance metrics) or tau (cosine) of head `hd`.
-    fn param(&self, param: &[f32], hd: usize) -> f32 {
+    pub(super) fn param(&self, param: &[f32], hd: usize) -> f32 {
         match self.use_param {
             ParamUse::None => self.f.power * 0.5,
             ParamUse::Temperature => param[hd],
@@ -115,7 +115,7 @@ impl Attend {
         }
     }
 
-    fn blocks(&self, tq: usize, tk: usize) -> Vec<Block> {
+    pub(super) fn blocks(&self, tq: usize, tk: usize) -> Vec<Block> {
         let r = block_rows(tq);
         (0..tq.div_ceil(r))
             .map(|bi| {
@@ -136,6 +136,31 @@ impl Attend {
         } else {
             vec![0.0; (q.len() + k.len()) / d.max(1)]
         }
+    }
+
+    /// One head: `y` `(tq, dv)` from contiguous `q` `(tq, d)`, `k` `(tk, d)`, `v` `(tk, dv)`.
+    pub(super) fn head(
+        &self,
+        (q, k): (&[f32], &[f32]),
+        v: &[f32],
+        y: &mut [f32],
+        blocks: &[Block],
+        (tq, tk, d, dv): (usize, usize, usize, usize),
+        p: f32,
+    ) -> Result<()> {
+        let norms = self.norms(q, k, d);
+        let rmax = block_rows(tq).min(tq);
+        with_tiles(2 * rmax * tk, |tiles| {
+            let (s, w) = tiles.split_at_mut(rmax * tk);
+            for blk in blocks {
+                let (rb, kn) = (blk.i1 - blk.i0, blk.kn);
+                let (s, w) = (&mut s[..rb * kn], &mut w[..rb * kn]);
+                self.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w)?;
+                let yb = &mut y[blk.i0 * dv..blk.i1 * dv];
+                matmul(yb, View::rm(w, rb, kn), View::rm(&v[..kn * dv], kn, dv), false)?;
+            }
+            Ok(())
+        })
     }
 
     /// Fills `s` (rows x kn) with `q k^T` of the block and `w` with its weights.
@@ -183,26 +208,12 @@ impl CustomOp3 for Attend {
         let mut out = vec![0f32; total];
         let ptr = SharedMut(out.as_mut_ptr());
         let blocks = self.blocks(tq, tk);
-        let rmax = block_rows(tq).min(tq);
         par_units(b * h, b * h * tq * tk * (d + dv), |bh| {
             let qk = &qk[bh * (tq + tk) * d..(bh + 1) * (tq + tk) * d];
-            let (q, k) = qk.split_at(tq * d);
             let v = &v[bh * tk * dv..(bh + 1) * tk * dv];
             // SAFETY: unit `bh` alone writes rows `bh * tq .. (bh + 1) * tq` of `out`.
             let y = unsafe { part(ptr, total, bh * tq * dv, tq * dv) };
-            let norms = self.norms(q, k, d);
-            let p = self.param(param, bh % h);
-            with_tiles(2 * rmax * tk, |tiles| {
-                let (s, w) = tiles.split_at_mut(rmax * tk);
-                for blk in &blocks {
-                    let (rb, kn) = (blk.i1 - blk.i0, blk.kn);
-                    let (s, w) = (&mut s[..rb * kn], &mut w[..rb * kn]);
-                    self.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w)?;
-                    let yb = &mut y[blk.i0 * dv..blk.i1 * dv];
-                    matmul(yb, View::rm(w, rb, kn), View::rm(&v[..kn * dv], kn, dv), false)?;
-                }
-                Ok(())
-            })
+            self.head(qk.split_at(tq * d), v, y, &blocks, (tq, tk, d, dv), self.param(param, bh % h))
         })?;
         Ok((CpuStorage::F32(out), Shape::from((b, h, tq, dv))))
     }
@@ -232,9 +243,9 @@ impl CustomOp3 for Attend {
 
 /// Backward over `(qk, v, dY)`; output packed flat: `d[q; k]`, then `dV`, then per-`(b, h)`
 /// partial gradients of the per-head parameter.
-struct AttendBwd {
-    fwd: Attend,
-    param: Vec<f32>,
+pub(super) struct AttendBwd {
+    pub(super) fwd: Attend,
+    pub(super) param: Vec<f32>,
 }
 
 impl CustomOp3 for AttendBwd {
@@ -284,7 +295,7 @@ impl AttendBwd {
     /// Gradients of one head into `g_qk = d[q; k]` and `g_v` (zero on entry); returns the head's
     /// gradient of the per-head parameter.
     #[allow(clippy::too_many_arguments)]
-    fn head(
+    pub(super) fn head(
         &self,
         (q, k): (&[f32], &[f32]),
         v: &[f32],

@@ -7,23 +7,27 @@
 //! | kernel | replaces |
 //! |---|---|
 //! | [`attention`] | the whole `softmax(score(q, k) + mask) v`, per head, no `(b, h, t, t)` tensor kept |
+//! | [`self_attention`] | the same from packed `[q | k | v]` projections `(b, t, 3c)` to `(b, t, c)`: no head transposes |
 //! | [`attention_weights`] | metric transform of `q.k` and the norms, mask, softmax |
 //! | [`layer_norm`] / [`rms_norm`] | mean, centring, variance, rsqrt, scale |
 //! | [`gelu`] | `gelu_erf` and its ten-op backward |
 //! | [`cross_entropy`] | log-softmax + gather + mean |
+//! | [`linear`] | candle's five-node `Linear` (reshape, transpose, matmul, reshape, bias add) |
 //!
 //! Kernels run on the CPU for contiguous `f32` tensors; on any other device or dtype the public
 //! functions return the composed (unfused) result, so models work unchanged on CUDA.
 //! [`set_enabled`] (or the environment variable `ATTNLAB_FUSED`) switches kernels off, e.g. to
 //! measure what each one gains: `ATTNLAB_FUSED=none`, `all` (default) or a comma list of
-//! `attn`, `flash`, `norm`, `gelu`, `ce`.
+//! `attn`, `flash`, `norm`, `gelu`, `ce`, `linear`.
 
 mod attend;
 mod attn;
 mod gelu;
+mod linear;
 mod loss;
 mod mm;
 mod norm;
+mod packed;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -32,8 +36,10 @@ use candle_core::{CpuStorage, DType, Layout, Result, Tensor, bail};
 pub use attend::attention;
 pub use attn::{MetricFn, attention_weights};
 pub use gelu::gelu;
+pub use linear::linear;
 pub use loss::cross_entropy;
 pub use norm::{layer_norm, rms_norm};
+pub use packed::self_attention;
 
 /// One group of fused kernels that can be switched on or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +54,15 @@ pub enum Kernel {
     Ce = 8,
     /// Whole attention `softmax(score + mask) v` per head (no `(b, h, t, t)` tensor kept).
     Flash = 16,
+    /// Linear map `x w^T + b` as one node.
+    Linear = 32,
 }
 
-const ALL: u8 = 31;
+const ALL: u8 = 63;
 const UNSET: u8 = 255;
 static ENABLED: AtomicU8 = AtomicU8::new(UNSET);
 
-/// Parses `all`, `none` or a comma list of `attn`, `flash`, `norm`, `gelu`, `ce` into a kernel bit set.
+/// Parses `all`, `none` or a comma list of `attn`, `flash`, `norm`, `gelu`, `ce`, `linear` into a kernel bit set.
 pub fn parse_kernels(list: &str) -> Result<u8> {
     match list.trim() {
         "all" | "" => return Ok(ALL),
@@ -69,7 +77,10 @@ pub fn parse_kernels(list: &str) -> Result<u8> {
             "gelu" => Kernel::Gelu as u8,
             "ce" => Kernel::Ce as u8,
             "flash" => Kernel::Flash as u8,
-            other => bail!("unknown fused kernel `{other}` (expected all, none, or attn,flash,norm,gelu,ce)"),
+            "linear" => Kernel::Linear as u8,
+            other => bail!(
+                "unknown fused kernel `{other}` (expected all, none, or attn,flash,norm,gelu,ce,linear)"
+            ),
         };
     }
     Ok(bits)

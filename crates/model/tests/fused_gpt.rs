@@ -1,0 +1,42 @@
+//! A whole GPT with every fused kernel against the same GPT with none (candle's composed ops):
+//! logits, loss and the gradient of every variable, for every metric. Its own test binary, since
+//! switching kernels is process-wide.
+
+use attnlab_model::{GptConfig, MetricKind, MetricSpec, Model, ModelConfig, ParamStore, fused};
+use candle_core::{D, Device, Result, Tensor};
+
+#[test]
+fn fused_gpt_matches_the_composed_gpt() -> Result<()> {
+    let dev = Device::Cpu;
+    for metric in MetricKind::ALL {
+        let mut cfg = GptConfig::baby_char(11);
+        (cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.bias) = (9, 2, 2, 8, true);
+        cfg.attention = MetricSpec::of(metric);
+        let idx: Vec<u32> = (0..18).map(|i| (i * 7 % 11) as u32).collect();
+        let idx = Tensor::from_vec(idx, (2, 9), &dev)?;
+        let run = |kernels: &str| -> Result<Vec<Tensor>> {
+            fused::set_enabled(fused::parse_kernels(kernels)?);
+            let store = ParamStore::new(3, &dev);
+            let model = Model::new(&ModelConfig::Gpt(cfg.clone()), &store)?;
+            let Model::Gpt(gpt) = &model else { unreachable!("built a GPT") };
+            let logits = gpt.forward(&idx)?;
+            let loss = (candle_nn::ops::log_softmax(&logits, D::Minus1)? * -1.0)?.mean_all()?;
+            let grads = loss.backward()?;
+            let mut out = vec![logits];
+            for (name, v) in store.vars() {
+                let g = grads.get(v.as_tensor()).cloned();
+                out.push(
+                    g.ok_or_else(|| candle_core::Error::Msg(format!("{metric}: no gradient for {name}")))?,
+                );
+            }
+            Ok(out)
+        };
+        let (fused_out, composed_out) = (run("all")?, run("none")?);
+        for (i, (a, r)) in fused_out.iter().zip(&composed_out).enumerate() {
+            let d = (a - r)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            let scale = r.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(d < 1e-4 * (1.0 + scale), "{metric}: logits/gradient {i} differ by {d}");
+        }
+    }
+    Ok(())
+}
