@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Sequences per step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Fused kernels to use: `all`, `none`, or a comma list of attn,flash,norm,gelu,ce.
+    /// Fused kernels to use: `all`, `none`, or a comma list of attn,flash,norm,gelu,ce,linear.
     #[arg(long, default_value = "all")]
     fused: String,
     /// Device: `cpu` or `cuda` (needs the `cuda` feature).

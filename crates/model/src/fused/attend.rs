@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, b
 
 use super::attn::{MetricFn, ParamUse, Row, RowMask, backward_row, forward_row};
 use super::mm::{View, matmul};
-use super::{Kernel, SharedMut, cpu_f32, enabled, par_units, part, slice, to_vec};
+use super::{Kernel, SharedMut, cpu_f32, enabled, lanes, par_units, part, slice, to_vec};
 use crate::metric::MetricKind;
 
 thread_local! {
@@ -132,7 +132,7 @@ impl Attend {
     /// Squared norms `[|q_i|^2; |k_j|^2]` for distance metrics (zeros otherwise), `tq + tk`.
     fn norms(&self, q: &[f32], k: &[f32], d: usize) -> Vec<f32> {
         if self.f.kind.is_distance() {
-            q.chunks(d).chain(k.chunks(d)).map(|x| x.iter().map(|v| v * v).sum()).collect()
+            q.chunks(d).chain(k.chunks(d)).map(|x| lanes::dot(x, x)).collect()
         } else {
             vec![0.0; (q.len() + k.len()) / d.max(1)]
         }
@@ -368,11 +368,9 @@ fn row_norm_terms(
     (rb, kn, d): (usize, usize, usize),
 ) {
     for i in 0..rb {
-        let mut acc = 0f32;
-        for (c, &g) in col.iter_mut().zip(&gs[i * kn..(i + 1) * kn]) {
-            *c += g;
-            acc += g;
-        }
+        let row = &gs[i * kn..(i + 1) * kn];
+        col.iter_mut().zip(row).for_each(|(c, &g)| *c += g);
+        let acc = lanes::sum(row);
         for (o, &x) in gq[i * d..(i + 1) * d].iter_mut().zip(&q[i * d..(i + 1) * d]) {
             *o -= acc * x;
         }

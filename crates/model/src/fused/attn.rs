@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
-use super::{Kernel, cpu_f32, enabled, fast_exp, par_rows, slice, to_vec};
+use super::{Kernel, cpu_f32, enabled, fast_exp, lanes, par_rows, slice, to_vec};
 use crate::metric::MetricKind;
 
 /// The score function the kernel applies (fixed parameters of a [`crate::MetricLayer`]).
@@ -238,6 +238,7 @@ macro_rules! with_pow {
 }
 
 /// Writes softmax weights of row `qk[..n]` into `out` (zeros beyond `n` and where `keep` is false).
+#[multiversion::multiversion(targets = "simd")]
 pub(super) fn forward_row(
     f: &MetricFn,
     row: Row,
@@ -263,14 +264,14 @@ pub(super) fn forward_row(
         o.iter_mut().zip(keep).filter(|(_, k)| !**k).for_each(|(o, _)| *o = blocked);
     }
     if !direct {
-        let m = o.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let m = lanes::max(o);
         if m == f32::NEG_INFINITY {
             o.fill(0.0);
         } else {
             o.iter_mut().for_each(|v| *v = fast_exp(*v - m));
         }
     }
-    let z: f32 = o.iter().sum();
+    let z = lanes::sum(o);
     let inv = if z > 0.0 { 1.0 / z } else { 0.0 };
     o.iter_mut().for_each(|v| *v *= inv);
     out[n..].fill(0.0);
@@ -290,6 +291,7 @@ fn dist_scores<P: PowFn>(f: &MetricFn, row: Row, qk: &[f32], o: &mut [f32], pw: 
 }
 
 /// Writes `g_qk` of one row into `out` and returns this row's gradient of the per-head parameter.
+#[multiversion::multiversion(targets = "simd")]
 pub(super) fn backward_row(
     f: &MetricFn,
     row: Row,
@@ -299,7 +301,7 @@ pub(super) fn backward_row(
     n: usize,
     out: &mut [f32],
 ) -> f32 {
-    let wg: f32 = w[..n].iter().zip(&g[..n]).map(|(w, g)| w * g).sum();
+    let wg = lanes::dot(&w[..n], &g[..n]);
     let o = &mut out[..n];
     let gs = |j: usize| w[j] * (g[j] - wg);
     let mut gp = 0.0;

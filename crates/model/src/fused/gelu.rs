@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use std::f32::consts::FRAC_1_SQRT_2;
 
-use super::{Kernel, cpu_f32, enabled, par_rows, slice};
+use super::{Kernel, cpu_f32, enabled, fast_exp, par_rows, slice};
 
 /// `1 / sqrt(2 pi)`.
 const INV_SQRT_2PI: f32 = 0.398_942_3;
@@ -46,6 +46,24 @@ fn map_chunks<F: Fn(usize, &mut [f32]) + Sync>(len: usize, f: F) -> Vec<f32> {
     out
 }
 
+/// `o = x Phi(x)` element-wise.
+#[multiversion::multiversion(targets = "simd")]
+fn forward_chunk(x: &[f32], o: &mut [f32]) {
+    for (o, &v) in o.iter_mut().zip(x) {
+        *o = (erf_f32(v * FRAC_1_SQRT_2) + 1.0) * 0.5 * v;
+    }
+}
+
+/// `o = g (Phi(x) + x phi(x))` element-wise.
+#[multiversion::multiversion(targets = "simd")]
+fn backward_chunk(x: &[f32], g: &[f32], o: &mut [f32]) {
+    for ((o, &v), &g) in o.iter_mut().zip(x).zip(g) {
+        let cdf = 0.5 * (1.0 + erf_f32(v * FRAC_1_SQRT_2));
+        let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
+        *o = g * (cdf + v * pdf);
+    }
+}
+
 struct Gelu;
 
 impl CustomOp1 for Gelu {
@@ -55,11 +73,7 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(s, l)?;
-        let out = map_chunks(x.len(), |at, o| {
-            for (o, &v) in o.iter_mut().zip(&x[at..]) {
-                *o = (erf_f32(v * FRAC_1_SQRT_2) + 1.0) * 0.5 * v;
-            }
-        });
+        let out = map_chunks(x.len(), |at, o| forward_chunk(&x[at..at + o.len()], o));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -84,11 +98,8 @@ impl CustomOp2 for GeluBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
         let out = map_chunks(x.len(), |at, o| {
-            for ((o, &v), &g) in o.iter_mut().zip(&x[at..]).zip(&g[at..]) {
-                let cdf = 0.5 * (1.0 + erf_f32(v * FRAC_1_SQRT_2));
-                let pdf = INV_SQRT_2PI * (-0.5 * v * v).exp();
-                *o = g * (cdf + v * pdf);
-            }
+            let n = o.len();
+            backward_chunk(&x[at..at + n], &g[at..at + n], o)
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }

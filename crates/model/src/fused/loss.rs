@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 
-use super::{Kernel, cpu_f32, enabled, par_rows, slice};
+use super::{Kernel, cpu_f32, enabled, fast_exp, lanes, par_rows, slice};
 
 /// Mean cross-entropy of logits `(n, v)` against integer targets `(n,)` (a scalar);
 /// fused on CPU `f32`, else `candle_nn::loss::cross_entropy`.
@@ -26,9 +26,25 @@ fn targets<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [u32]> {
 }
 
 /// `logsumexp` of one row.
+#[inline(always)]
 fn logsumexp(z: &[f32]) -> f32 {
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    m + z.iter().map(|v| (v - m).exp()).sum::<f32>().ln()
+    let m = lanes::max(z);
+    m + lanes::fold_sum(z.len(), |i| fast_exp(z[i] - m)).ln()
+}
+
+/// [`logsumexp`] of one row, vectorised for the CPU.
+#[multiversion::multiversion(targets = "simd")]
+fn row_logsumexp(z: &[f32]) -> f32 {
+    logsumexp(z)
+}
+
+/// `o = scale softmax(z)` for one row.
+#[multiversion::multiversion(targets = "simd")]
+fn softmax_row(z: &[f32], scale: f32, o: &mut [f32]) {
+    let lse = logsumexp(z);
+    for (o, &x) in o.iter_mut().zip(z) {
+        *o = fast_exp(x - lse) * scale;
+    }
 }
 
 struct CrossEntropy;
@@ -53,7 +69,7 @@ impl CustomOp2 for CrossEntropy {
         let mut per_row = vec![0f32; n];
         par_rows(&mut per_row, 1, z.len(), |r, o| {
             let row = &z[r * v..(r + 1) * v];
-            o[0] = logsumexp(row) - row[t[r] as usize];
+            o[0] = row_logsumexp(row) - row[t[r] as usize];
         });
         let mean = per_row.iter().map(|&x| x as f64).sum::<f64>() / n.max(1) as f64;
         Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
@@ -93,11 +109,7 @@ impl CustomOp2 for CrossEntropyBwd {
         let (_n, v) = l1.shape().dims2()?;
         let mut out = vec![0f32; z.len()];
         par_rows(&mut out, v, z.len(), |r, o| {
-            let row = &z[r * v..(r + 1) * v];
-            let lse = logsumexp(row);
-            for (o, &x) in o.iter_mut().zip(row) {
-                *o = (x - lse).exp() * self.scale;
-            }
+            softmax_row(&z[r * v..(r + 1) * v], self.scale, o);
             o[t[r] as usize] -= self.scale;
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))

@@ -23,6 +23,7 @@
 mod attend;
 mod attn;
 mod gelu;
+mod lanes;
 mod linear;
 mod loss;
 mod mm;

@@ -6,7 +6,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor};
 
-use super::{Kernel, cpu_f32, enabled, par_rows, slice};
+use super::{Kernel, cpu_f32, enabled, lanes, par_rows, slice};
 
 /// Number of row blocks whose partial weight gradients are summed (fixed: deterministic).
 const W_BLOCKS: usize = 16;
@@ -36,13 +36,45 @@ struct Norm {
     rms: bool,
 }
 
-impl Norm {
-    /// Mean (0 for RMS norm) and `1 / sqrt(var + eps)` of one row.
-    fn stats(&self, x: &[f32]) -> (f32, f32) {
-        let c = x.len() as f32;
-        let mean = if self.rms { 0.0 } else { x.iter().sum::<f32>() / c };
-        let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / c;
-        (mean, 1.0 / (var + self.eps).sqrt())
+/// Mean (0 for RMS norm) and `1 / sqrt(var + eps)` of one row.
+#[inline(always)]
+fn stats(n: Norm, x: &[f32]) -> (f32, f32) {
+    let c = x.len() as f32;
+    let mean = if n.rms { 0.0 } else { lanes::sum(x) / c };
+    let var = lanes::sum_sq_dev(x, mean) / c;
+    (mean, 1.0 / (var + n.eps).sqrt())
+}
+
+/// `o = (x - mean) r w` for one row.
+#[multiversion::multiversion(targets = "simd")]
+fn forward_row(n: Norm, x: &[f32], w: &[f32], o: &mut [f32]) {
+    let (mean, rstd) = stats(n, x);
+    for ((o, &v), &w) in o.iter_mut().zip(x).zip(w) {
+        *o = (v - mean) * rstd * w;
+    }
+}
+
+/// `o = r (g w - mean(g w) - x^ mean(g w x^))` for one row (no `mean(g w)` term for RMS norm).
+#[multiversion::multiversion(targets = "simd")]
+fn grad_x_row(n: Norm, x: &[f32], w: &[f32], g: &[f32], o: &mut [f32]) {
+    let c = x.len();
+    let cf = c as f32;
+    let (mean, rstd) = stats(n, x);
+    let (x, w, g, o) = (&x[..c], &w[..c], &g[..c], &mut o[..c]);
+    let m_gw = if n.rms { 0.0 } else { lanes::dot(g, w) / cf };
+    let m_gwx = lanes::fold_sum(c, |j| g[j] * w[j] * (x[j] - mean)) * rstd / cf;
+    for j in 0..c {
+        let xh = (x[j] - mean) * rstd;
+        o[j] = rstd * (g[j] * w[j] - m_gw - xh * m_gwx);
+    }
+}
+
+/// `o += g x^` for one row.
+#[multiversion::multiversion(targets = "simd")]
+fn grad_w_row(n: Norm, x: &[f32], g: &[f32], o: &mut [f32]) {
+    let (mean, rstd) = stats(n, x);
+    for ((o, &g), &x) in o.iter_mut().zip(g).zip(x) {
+        *o += g * (x - mean) * rstd;
     }
 }
 
@@ -61,13 +93,7 @@ impl CustomOp2 for Norm {
         let (x, w) = (slice(s1, l1)?, slice(s2, l2)?);
         let c = w.len();
         let mut out = vec![0f32; x.len()];
-        par_rows(&mut out, c, x.len(), |r, o| {
-            let x = &x[r * c..(r + 1) * c];
-            let (mean, rstd) = self.stats(x);
-            for ((o, &v), &w) in o.iter_mut().zip(x).zip(w) {
-                *o = (v - mean) * rstd * w;
-            }
-        });
+        par_rows(&mut out, c, x.len(), |r, o| forward_row(*self, &x[r * c..(r + 1) * c], w, o));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -104,23 +130,9 @@ impl CustomOp3 for NormGradX {
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, g) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let c = w.len();
-        let cf = c as f32;
         let mut out = vec![0f32; x.len()];
         par_rows(&mut out, c, x.len(), |r, o| {
-            let (x, g) = (&x[r * c..(r + 1) * c], &g[r * c..(r + 1) * c]);
-            let (mean, rstd) = self.0.stats(x);
-            let (mut m_gw, mut m_gwx) = (0f32, 0f32);
-            for j in 0..c {
-                let gw = g[j] * w[j];
-                m_gw += gw;
-                m_gwx += gw * (x[j] - mean) * rstd;
-            }
-            let m_gw = if self.0.rms { 0.0 } else { m_gw / cf };
-            let m_gwx = m_gwx / cf;
-            for j in 0..c {
-                let xh = (x[j] - mean) * rstd;
-                o[j] = rstd * (g[j] * w[j] - m_gw - xh * m_gwx);
-            }
+            grad_x_row(self.0, &x[r * c..(r + 1) * c], w, &g[r * c..(r + 1) * c], o)
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -148,11 +160,7 @@ impl CustomOp2 for NormGradW {
         let mut out = vec![0f32; W_BLOCKS * c];
         par_rows(&mut out, c, x.len(), |blk, o| {
             for r in (blk * per_block)..((blk + 1) * per_block).min(n_rows) {
-                let (x, g) = (&x[r * c..(r + 1) * c], &g[r * c..(r + 1) * c]);
-                let (mean, rstd) = self.0.stats(x);
-                for j in 0..c {
-                    o[j] += g[j] * (x[j] - mean) * rstd;
-                }
+                grad_w_row(self.0, &x[r * c..(r + 1) * c], &g[r * c..(r + 1) * c], o);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((W_BLOCKS, c))))
