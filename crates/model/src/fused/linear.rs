@@ -5,10 +5,12 @@
 //! backward (`dx = dy w`, `dw = dy^T x`, `db = sum_rows dy`) skips four of those full-size
 //! buffers per layer and adds the bias in the same pass as the product.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor, bail};
+use std::ops::Range;
 
-use super::mm::{View, matmul_par};
-use super::{Kernel, cpu_f32, enabled, slice};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+
+use super::mm::{View, matmul};
+use super::{Kernel, SharedMut, cpu_f32, enabled, par_units, part, slice};
 
 /// `x w^T + b` `(.., n)` for `x` `(.., k)`, `w` `(n, k)` and `b` `(n,)`; `None` when the kernel
 /// does not apply (switched off, or not CPU `f32`).
@@ -36,6 +38,18 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Option<Tenso
 #[derive(Clone, Copy)]
 struct LinearOp;
 
+/// Calls `f(rows)` for contiguous row ranges covering `0..n`, one per pool thread, spread over
+/// candle's CPU worker pool (the pool the element-wise kernels use, so a step never hands work
+/// between two sets of threads); on the calling thread when `work` is small.
+fn par_row_ranges(n: usize, work: usize, f: impl Fn(Range<usize>) -> Result<()> + Sync) -> Result<()> {
+    let threads = candle_core::utils::get_num_threads().min(n).max(1);
+    let per = n.div_ceil(threads);
+    par_units(threads, work, |u| {
+        let rows = (u * per).min(n)..((u + 1) * per).min(n);
+        if rows.is_empty() { Ok(()) } else { f(rows) }
+    })
+}
+
 impl LinearOp {
     fn run(
         &self,
@@ -46,30 +60,34 @@ impl LinearOp {
         let (x_data, w_data) = (slice(x.0, x.1)?, slice(w.0, w.1)?);
         let (n, k) = w.1.shape().dims2()?;
         let m = x_data.len() / k.max(1);
-        let mut y = match b {
-            Some(b) => b.iter().copied().cycle().take(m * n).collect(),
-            None => vec![0f32; m * n],
-        };
-        matmul_par(&mut y, View::rm(x_data, m, k), View::rm(w_data, n, k).t(), b.is_some())?;
+        let mut y = vec![0f32; m * n];
+        let ptr = SharedMut(y.as_mut_ptr());
+        par_row_ranges(m, m * n * k, |rows| {
+            // SAFETY: the row ranges are disjoint and inside `y` (`m` rows of `n`).
+            let dst = unsafe { part(ptr, m * n, rows.start * n, rows.len() * n) };
+            if let Some(b) = b {
+                dst.chunks_mut(n).for_each(|row| row.copy_from_slice(b));
+            }
+            let xs = View::rm(&x_data[rows.start * k..rows.end * k], rows.len(), k);
+            matmul(dst, xs, View::rm(w_data, n, k).t(), b.is_some())
+        })?;
         let mut dims = x.1.shape().dims().to_vec();
         if let Some(last) = dims.last_mut() {
             *last = n;
         }
         Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
-}
 
-/// `dx = dy w` (shaped like `x`) and `dw = dy^T x`, from `dy` `(.., n)`; also `dy` as `(m, n)`.
-/// Inputs are detached first: gradients that tracked `x` or `w` would keep the whole backward
-/// computation alive until the gradients are dropped.
-fn grads(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let (x, w) = (x.detach(), w.detach());
-    let (n, k) = w.dims2()?;
-    let m = x.elem_count() / k.max(1);
-    let dy = dy.contiguous()?.reshape((m, n))?;
-    let dx = dy.matmul(&w)?.reshape(x.shape())?;
-    let dw = dy.t()?.matmul(&x.reshape((m, k))?)?;
-    Ok((dx, dw, dy))
+    /// `[dx; dw; db]` packed flat, from `dy` `(.., n)`.
+    fn grads(&self, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (n, k) = w.dims2()?;
+        let m = x.elem_count() / k.max(1);
+        let packed = x.apply_op3_no_bwd(w, &dy.contiguous()?, &LinearBwd)?;
+        let dx = packed.narrow(0, 0, m * k)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, m * k, n * k)?.reshape((n, k))?;
+        let db = packed.narrow(0, m * k + n * k, n)?;
+        Ok((dx, dw, db))
+    }
 }
 
 impl CustomOp2 for LinearOp {
@@ -77,24 +95,12 @@ impl CustomOp2 for LinearOp {
         "attnlab-linear"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         self.run((s1, l1), (s2, l2), None)
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _y: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = grads(x, w, dy)?;
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.grads(x, w, dy)?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -124,7 +130,59 @@ impl CustomOp3 for LinearOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, dy) = grads(x, w, dy)?;
-        Ok((Some(dx), Some(dw), Some(dy.sum(D::Minus2)?)))
+        let (dx, dw, db) = self.grads(x, w, dy)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Backward over `(x (m, k), w (n, k), dy (m, n))`: `dx = dy w`, `dw = dy^T x`,
+/// `db = sum_rows dy`, packed flat as `[dx; dw; db]`.
+struct LinearBwd;
+
+impl CustomOp3 for LinearBwd {
+    fn name(&self) -> &'static str {
+        "attnlab-linear-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (n, k) = l2.shape().dims2()?;
+        let m = x.len() / k.max(1);
+        if dy.len() != m * n {
+            bail!("linear backward: gradient of {} elements for a ({m}, {n}) output", dy.len())
+        }
+        let total = m * k + n * k + n;
+        let mut out = vec![0f32; total];
+        let ptr = SharedMut(out.as_mut_ptr());
+        par_row_ranges(m, m * n * k, |rows| {
+            // SAFETY: disjoint row ranges of the `dx` block (`m` rows of `k`) at the start of `out`.
+            let dst = unsafe { part(ptr, total, rows.start * k, rows.len() * k) };
+            matmul(dst, View::rm(&dy[rows.start * n..rows.end * n], rows.len(), n), View::rm(w, n, k), false)
+        })?;
+        par_row_ranges(n, m * n * k, |rows| {
+            // SAFETY: disjoint row ranges of the `dw` block (`n` rows of `k`) and of `db`.
+            let (dst, db) = unsafe {
+                (
+                    part(ptr, total, m * k + rows.start * k, rows.len() * k),
+                    part(ptr, total, m * k + n * k + rows.start, rows.len()),
+                )
+            };
+            // Columns `rows` of dy, transposed: (rows.len(), m) with row stride 1, column stride n.
+            let dy_t = View { data: &dy[rows.start..], rows: rows.len(), cols: m, rs: 1, cs: n };
+            matmul(dst, dy_t, View::rm(x, m, k), false)?;
+            for r in 0..m {
+                db.iter_mut().zip(&dy[r * n + rows.start..r * n + rows.end]).for_each(|(o, &g)| *o += g);
+            }
+            Ok(())
+        })?;
+        Ok((CpuStorage::F32(out), Shape::from(total)))
     }
 }

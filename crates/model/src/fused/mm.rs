@@ -1,6 +1,6 @@
-//! Bounds-checked matrix products on slices through the `gemm` crate (the kernels candle's CPU
-//! matmul uses): single-threaded for the per-head tiles of fused attention, parallel for
-//! [`super::linear`].
+//! Bounds-checked single-threaded matrix products on slices through the `gemm` crate (the
+//! kernels candle's CPU matmul uses), for the per-head tiles of fused attention and the row
+//! blocks of [`super::linear`].
 
 use candle_core::{Result, bail};
 
@@ -35,17 +35,6 @@ impl<'a> View<'a> {
 /// `dst = a b`, or `dst += a b` with `accumulate` (`dst` row-major `a.rows x b.cols`, row
 /// stride `b.cols`), on the calling thread.
 pub(super) fn matmul(dst: &mut [f32], a: View, b: View, accumulate: bool) -> Result<()> {
-    matmul_with(dst, a, b, accumulate, gemm::Parallelism::None)
-}
-
-/// Like [`matmul`], spread over candle's CPU thread count (rayon's pool, as candle's matmul).
-pub(super) fn matmul_par(dst: &mut [f32], a: View, b: View, accumulate: bool) -> Result<()> {
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    matmul_with(dst, a, b, accumulate, par)
-}
-
-fn matmul_with(dst: &mut [f32], a: View, b: View, accumulate: bool, par: gemm::Parallelism) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || dst.len() < m * n || !a.fits() || !b.fits() {
         bail!("fused attention: matrix product shapes do not fit ({m}x{k} by {}x{n})", b.rows)
@@ -81,7 +70,7 @@ fn matmul_with(dst: &mut [f32], a: View, b: View, accumulate: bool, par: gemm::P
             false,
             false,
             false,
-            par,
+            gemm::Parallelism::None,
         );
     }
     Ok(())
