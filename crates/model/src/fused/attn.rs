@@ -301,66 +301,92 @@ pub(super) fn backward_row(
     n: usize,
     out: &mut [f32],
 ) -> f32 {
-    let wg = lanes::dot(&w[..n], &g[..n]);
+    let (qk, w, g) = (&qk[..n], &w[..n], &g[..n]);
+    let wg = lanes::dot(w, g);
+    let sg = SoftmaxGrad { w, g, wg };
     let o = &mut out[..n];
-    let gs = |j: usize| w[j] * (g[j] - wg);
     let mut gp = 0.0;
     match f.kind {
-        MetricKind::Dot => (0..n).for_each(|j| o[j] = f.scale * gs(j)),
+        MetricKind::Dot => (0..n).for_each(|j| o[j] = f.scale * sg.at(j)),
         MetricKind::Cosine => {
-            for j in 0..n {
-                gp += gs(j) * qk[j];
-                o[j] = row.param * gs(j);
-            }
+            gp = lanes::fold_sum(n, |j| sg.at(j) * qk[j]);
+            (0..n).for_each(|j| o[j] = row.param * sg.at(j));
         }
         MetricKind::NegSqEuclid => {
+            let kn = &row.kn[..n];
             for j in 0..n {
-                let r = row.qn + row.kn[j] - 2.0 * qk[j];
-                o[j] = if r >= 0.0 { 2.0 * f.scale * gs(j) } else { 0.0 };
+                let r = row.qn + kn[j] - 2.0 * qk[j];
+                o[j] = if r >= 0.0 { 2.0 * f.scale * sg.at(j) } else { 0.0 };
             }
         }
         MetricKind::NegEuclid => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |_| -f.scale))
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |_| -f.scale))
         }
         MetricKind::Idw => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |u| -1.0 / (f.eps + u)))
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |u| -1.0 / (f.eps + u)))
         }
         MetricKind::InvDist => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |u| -1.0 / ((f.eps + u) * (f.eps + u))))
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |u| -1.0 / ((f.eps + u) * (f.eps + u))))
         }
         MetricKind::Rbf => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, &gs, o, pw, |u| -0.5 * fast_exp(-0.5 * u)))
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |u| -0.5 * fast_exp(-0.5 * u)))
         }
     }
     out[n..].fill(0.0);
     gp
 }
 
-/// `g_qk = -2 gs ds/du du/dx` (zero where the squared distance was clamped) for one row of a
+/// The softmax backward of one row: `ds_j = w_j (g_j - sum_i w_i g_i)`.
+#[derive(Clone, Copy)]
+struct SoftmaxGrad<'a> {
+    w: &'a [f32],
+    g: &'a [f32],
+    wg: f32,
+}
+
+impl SoftmaxGrad<'_> {
+    #[inline(always)]
+    fn at(self, j: usize) -> f32 {
+        self.w[j] * (self.g[j] - self.wg)
+    }
+}
+
+/// `g_qk = -2 ds ds/du du/dx` (zero where the squared distance was clamped) for one row of a
 /// distance metric with `ds/du` given; returns the row's gradient of the learned power
-/// (`sum gs ds/du u ln(x) / 2`) when the row has one, else 0.
+/// (`sum ds ds/du u ln(x) / 2`) when the row has one, else 0. All slices hold the row's `n` keys.
 #[inline(always)]
 fn dist_grads<P: PowFn>(
     f: &MetricFn,
     row: Row,
     qk: &[f32],
-    gs: &impl Fn(usize) -> f32,
+    sg: SoftmaxGrad,
     o: &mut [f32],
     pw: P,
     dsdu: impl Fn(f32) -> f32,
 ) -> f32 {
-    let mut gp = 0.0;
+    let n = o.len();
+    let (qk, kn, w, g) = (&qk[..n], &row.kn[..n], &sg.w[..n], &sg.g[..n]);
+    let sg = SoftmaxGrad { w, g, wg: sg.wg };
+    let x_at = |j: usize| {
+        let r = row.qn + kn[j] - 2.0 * qk[j];
+        (r, r.max(0.0) + f.delta)
+    };
     for (j, o) in o.iter_mut().enumerate() {
-        let r = row.qn + row.kn[j] - 2.0 * qk[j];
-        let x = r.max(0.0) + f.delta;
+        let (r, x) = x_at(j);
         let u = pw.u(x);
-        let d = gs(j) * dsdu(u);
+        let d = sg.at(j) * dsdu(u);
         *o = if r >= 0.0 { -2.0 * d * pw.dudx(x, u) } else { 0.0 };
-        if row.learned {
-            gp += d * u * 0.5 * x.ln();
-        }
     }
-    gp
+    if !row.learned {
+        return 0.0;
+    }
+    (0..n)
+        .map(|j| {
+            let x = x_at(j).1;
+            let u = pw.u(x);
+            sg.at(j) * dsdu(u) * u * 0.5 * x.ln()
+        })
+        .sum()
 }
 
 impl CustomOp3 for Fwd {
