@@ -263,15 +263,17 @@ pub(super) fn forward_row(
         let blocked = if direct { 0.0 } else { f32::NEG_INFINITY };
         o.iter_mut().zip(keep).filter(|(_, k)| !**k).for_each(|(o, _)| *o = blocked);
     }
-    if !direct {
+    let z = if direct {
+        lanes::sum(o)
+    } else {
         let m = lanes::max(o);
         if m == f32::NEG_INFINITY {
             o.fill(0.0);
+            0.0
         } else {
-            o.iter_mut().for_each(|v| *v = fast_exp(*v - m));
+            lanes::map_sum(o, |v| fast_exp(v - m))
         }
-    }
-    let z = lanes::sum(o);
+    };
     let inv = if z > 0.0 { 1.0 / z } else { 0.0 };
     o.iter_mut().for_each(|v| *v *= inv);
     out[n..].fill(0.0);

@@ -22,6 +22,25 @@ pub(super) fn fold_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// `x_i <- f(x_i)` for every `i`; returns `sum_i f(x_i)` (one pass instead of two).
+#[inline(always)]
+pub(super) fn map_sum(x: &mut [f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c.iter_mut()) {
+            *v = f(*v);
+            *a += *v;
+        }
+    }
+    let mut tail = 0f32;
+    for v in chunks.into_remainder() {
+        *v = f(*v);
+        tail += *v;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// `sum_i x_i`.
 #[inline(always)]
 pub(super) fn sum(x: &[f32]) -> f32 {
@@ -70,6 +89,10 @@ mod tests {
             assert!(close(dot(&x, &y), x.iter().zip(&y).map(|(a, b)| a * b).sum()), "dot n={n}");
             assert!(close(sum_sq_dev(&x, 0.3), x.iter().map(|v| (v - 0.3) * (v - 0.3)).sum()), "sq n={n}");
             assert_eq!(max(&x), x.iter().copied().fold(f32::NEG_INFINITY, f32::max), "max n={n}");
+            let mut m = x.clone();
+            let s = map_sum(&mut m, |v| v * v + 1.0);
+            assert!(m.iter().zip(&x).all(|(a, b)| *a == b * b + 1.0), "map n={n}");
+            assert!(close(s, x.iter().map(|v| v * v + 1.0).sum()), "map_sum n={n}");
         }
         assert_eq!(max(&[f32::NEG_INFINITY, -1.0]), -1.0);
     }
