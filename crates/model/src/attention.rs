@@ -85,7 +85,7 @@ impl MetricAttention {
     /// The fused path: one linear map to packed `[q | k | v]` `(b, t, 3c)` and the packed
     /// self-attention kernel, `(b, t, c)` before `o_proj`; `None` where the kernels do not apply.
     fn forward_packed(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
-        if !(fused::enabled(Kernel::Flash) && fused::enabled(Kernel::Linear)) {
+        if !(fused::enabled(Kernel::Flash) && fused::enabled(Kernel::Linear) && x.device().is_cpu()) {
             return Ok(None);
         }
         let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
