@@ -159,12 +159,13 @@ pub fn clip_grads(store: &ParamStore, grads: &mut GradStore, norm: f64, max_norm
     Ok(())
 }
 
-/// Learning rate at `step` (0-based): linear warm-up `lr (step + 1) / warmup` for
-/// `step < warmup`, then cosine decay from `lr` to `min_lr` over the remaining steps.
+/// Learning rate at `step` (0-based), nanoGPT's `get_lr`: linear warm-up
+/// `lr (step + 1) / (warmup + 1)` for `step < warmup`, then cosine decay from `lr` to `min_lr`
+/// over the remaining steps (`min_lr` from `steps` on).
 pub fn lr_at(step: usize, cfg: &TrainConfig) -> f64 {
     let (lr, min_lr, warmup, total) = (cfg.lr, cfg.min_lr(), cfg.warmup_steps, cfg.steps);
     if step < warmup {
-        return lr * (step + 1) as f64 / warmup as f64;
+        return lr * (step + 1) as f64 / (warmup + 1) as f64;
     }
     let span = total.saturating_sub(warmup).max(1) as f64;
     let progress = ((step - warmup) as f64 / span).min(1.0);

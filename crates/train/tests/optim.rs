@@ -66,8 +66,9 @@ fn warmup_then_cosine() -> anyhow::Result<()> {
     let cfg: TrainConfig = serde_json::from_value(serde_json::json!({
         "steps": 110, "batch_size": 1, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 10
     }))?;
-    assert!((lr_at(0, &cfg) - 1e-4).abs() < 1e-12);
-    assert!((lr_at(9, &cfg) - 1e-3).abs() < 1e-12);
+    // nanoGPT's warm-up: lr * (it + 1) / (warmup_iters + 1).
+    assert!((lr_at(0, &cfg) - 1e-3 / 11.0).abs() < 1e-12);
+    assert!((lr_at(9, &cfg) - 1e-3 * 10.0 / 11.0).abs() < 1e-12);
     assert!((lr_at(10, &cfg) - 1e-3).abs() < 1e-12);
     assert!((lr_at(60, &cfg) - 5.5e-4).abs() < 1e-12, "halfway is the mean of lr and min_lr");
     assert!((lr_at(110, &cfg) - 1e-4).abs() < 1e-12);

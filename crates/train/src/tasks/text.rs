@@ -96,8 +96,9 @@ impl TextTask {
         let text = read_corpus(&path)?;
         let tokenizer = build_tokenizer(cfg, &text, &path, hub)?;
         let ids = tokenizer.encode(&text).with_context(|| format!("tokenizing corpus {}", path.display()))?;
-        let n_val = ((ids.len() as f64) * cfg.val_fraction).round() as usize;
-        let (train, val) = ids.split_at(ids.len() - n_val);
+        // nanoGPT's split: the first int(n * 0.9) tokens train, the rest validate.
+        let n_train = ((ids.len() as f64) * (1.0 - cfg.val_fraction)).floor() as usize;
+        let (train, val) = ids.split_at(n_train.min(ids.len()));
         for (split, toks) in [("training", train), ("validation", val)] {
             if toks.len() < block_size + 1 {
                 bail!(
