@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Runs land in `OUT/runs/<name>`, named `<base>_<key>-<value>_...` from the grid values (the
-//! last component of each dotted key), and the report in `OUT/report/`.
+//! last component of each dotted key), and the report in `OUT/report/`. Each run directory keeps
+//! the config the sweep planned for it (`sweep_run.json`); when an edited sweep plans a different
+//! one, the sweep stops with an error instead of skipping or resuming the stale run.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -213,7 +215,44 @@ pub fn run_sweep(runs: &[PlannedRun], out: &Path, opts: &TrainOptions) -> Result
     Ok(outcomes)
 }
 
+/// The run config a sweep planned for a run directory, kept beside the run.
+const PLANNED_FILE: &str = "sweep_run.json";
+
+/// Refuses a run directory made by the sweep from a different config (the sweep file or a base
+/// config changed since): skipping or resuming it would mix stale results into the report.
+/// Records the planned config in a new directory.
+fn check_planned(run: &PlannedRun, dir: &Path) -> Result<()> {
+    let planned = run.config.to_value()?;
+    let path = dir.join(PLANNED_FILE);
+    if path.is_file() {
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let saved: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if saved != planned {
+            bail!(
+                "{} was trained from a different config than the sweep now gives for run `{}` \
+                 (the sweep file or a base config changed): delete that directory to retrain it, \
+                 or sweep into another --out",
+                dir.display(),
+                run.name
+            )
+        }
+    } else if dir.join("config.json").is_file() {
+        bail!(
+            "{} holds a run that this sweep did not plan (no {PLANNED_FILE}): delete it or sweep \
+             into another --out",
+            dir.display()
+        )
+    } else {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::write(&path, serde_json::to_vec_pretty(&planned)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn train_one(run: &PlannedRun, dir: &Path, opts: &TrainOptions) -> Result<Outcome> {
+    check_planned(run, dir)?;
     if is_finished(dir) {
         return Ok(Outcome::Skipped);
     }

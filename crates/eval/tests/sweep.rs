@@ -73,6 +73,13 @@ fn smoke_sweep_trains_resumes_skips_and_reports() -> anyhow::Result<()> {
             assert!(inputs.contains("validation sequences"), "{inputs}");
         }
     }
+
+    // Editing the sweep (here: more steps for one base) must not silently reuse the old runs.
+    let mut edited = smoke_sweep()?;
+    edited.base[0].set.insert("train.steps".into(), toml::Value::Integer(14));
+    let err = sweep::run_sweep(&sweep::expand(&edited, &repo())?, out, &opts).expect_err("stale runs");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("different config") && msg.contains("smoke_metric-dot_seed-1"), "{msg}");
     Ok(())
 }
 

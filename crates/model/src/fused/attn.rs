@@ -265,6 +265,9 @@ pub(super) fn forward_row(
     }
     let z = if direct {
         lanes::sum(o)
+    } else if f.kind == MetricKind::Rbf {
+        // Scores lie in [0, 1] (or are masked to -inf): exp cannot overflow, no max needed.
+        lanes::map_sum(o, fast_exp)
     } else {
         let m = lanes::max(o);
         if m == f32::NEG_INFINITY {
