@@ -12,12 +12,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::attn::{MetricFn, ParamUse, Row, RowMask, backward_row, forward_row};
+use super::attn::{MetricFn, ParamUse, Row, RowMask, backward_row, forward_row, head_param};
 use super::mm::{View, matmul};
 use super::{Kernel, SharedMut, cpu_f32, enabled, lanes, par_units, part, slice, to_vec};
-use crate::metric::MetricKind;
 
 thread_local! {
     /// Per-thread tiles: `S`, `W`, `dW`, `G` of one head.
@@ -57,18 +56,8 @@ pub fn attention(
         bail!("fused attention: q {:?}, k {:?}, v {:?} do not fit together", q.dims(), k.dims(), v.dims())
     }
     let Some(rows) = RowMask::new(mask, tq, tk)? else { return Ok(None) };
-    let use_param = match (f.kind, param) {
-        (MetricKind::Cosine, Some(_)) => ParamUse::Temperature,
-        (MetricKind::Cosine, None) => bail!("fused cosine attention needs the temperature"),
-        (MetricKind::Idw, Some(_)) => ParamUse::Power,
-        (_, Some(_)) => bail!("metric `{}` takes no per-head parameter", f.kind),
-        (_, None) => ParamUse::None,
-    };
-    let param = match param {
-        Some(p) if p.elem_count() == h => p.contiguous()?,
-        Some(p) => bail!("fused attention: per-head parameter has shape {:?}, expected ({h},)", p.dims()),
-        None => Tensor::zeros(1, DType::F32, q.device())?,
-    };
+    let use_param = ParamUse::of(f.kind, param.is_some())?;
+    let param = head_param(param, h, q.device())?;
     let qk = Tensor::cat(&[q, k], 2)?; // (b, h, tq + tk, d)
     let op = Attend { f, rows: Arc::new(rows), use_param, tq };
     Ok(Some(qk.apply_op3(&v.contiguous()?, &param, op)?))

@@ -43,6 +43,28 @@ pub(super) enum ParamUse {
     Power,
 }
 
+impl ParamUse {
+    /// What the per-head tensor means for `kind`, given whether the caller passed one.
+    pub(super) fn of(kind: MetricKind, given: bool) -> Result<Self> {
+        Ok(match (kind, given) {
+            (MetricKind::Cosine, true) => ParamUse::Temperature,
+            (MetricKind::Cosine, false) => bail!("fused cosine attention needs the temperature"),
+            (MetricKind::Idw, true) => ParamUse::Power,
+            (_, true) => bail!("metric `{kind}` takes no per-head parameter"),
+            (_, false) => ParamUse::None,
+        })
+    }
+}
+
+/// The per-head parameter `(h,)` as the kernels take it (a one-element dummy when absent).
+pub(super) fn head_param(param: Option<&Tensor>, h: usize, device: &candle_core::Device) -> Result<Tensor> {
+    match param {
+        Some(p) if p.elem_count() == h => p.contiguous(),
+        Some(p) => bail!("fused attention: per-head parameter has shape {:?}, expected ({h},)", p.dims()),
+        None => Tensor::zeros(1, DType::F32, device),
+    }
+}
+
 /// Which keys each query row may see: a prefix `0..n_i` of the keys (causal and context masks
 /// both are), or an arbitrary pattern.
 #[derive(Debug)]
@@ -102,13 +124,7 @@ pub fn attention_weights(
     }
     let (b, h, tq, tk) = qk.dims4()?;
     let Some(rows) = RowMask::new(mask, tq, tk)? else { return Ok(None) };
-    let use_param = match (f.kind, param) {
-        (MetricKind::Cosine, Some(_)) => ParamUse::Temperature,
-        (MetricKind::Cosine, None) => bail!("fused cosine attention needs the temperature"),
-        (MetricKind::Idw, Some(_)) => ParamUse::Power,
-        (_, Some(_)) => bail!("metric `{}` takes no per-head parameter", f.kind),
-        (_, None) => ParamUse::None,
-    };
+    let use_param = ParamUse::of(f.kind, param.is_some())?;
     if f.kind.is_distance() && norms.map(|n| n.dims().to_vec()) != Some(vec![b, h, tq + tk]) {
         bail!("fused distance attention needs norms of shape ({b}, {h}, {})", tq + tk)
     }

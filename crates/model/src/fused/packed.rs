@@ -10,10 +10,10 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::attend::{Attend, AttendBwd, Block};
-use super::attn::{MetricFn, ParamUse, RowMask};
+use super::attn::{MetricFn, ParamUse, RowMask, head_param};
 use super::{Kernel, SharedMut, cpu_f32, enabled, par_units, part, slice, to_vec};
 use crate::metric::MetricKind;
 
@@ -44,20 +44,8 @@ pub fn self_attention(
         bail!("fused self-attention: {c3} packed channels do not split into q, k, v of {n_head} heads")
     }
     let Some(rows) = RowMask::new(mask, t, t)? else { return Ok(None) };
-    let use_param = match (f.kind, param) {
-        (MetricKind::Cosine, Some(_)) => ParamUse::Temperature,
-        (MetricKind::Cosine, None) => bail!("fused cosine attention needs the temperature"),
-        (MetricKind::Idw, Some(_)) => ParamUse::Power,
-        (_, Some(_)) => bail!("metric `{}` takes no per-head parameter", f.kind),
-        (_, None) => ParamUse::None,
-    };
-    let param = match param {
-        Some(p) if p.elem_count() == n_head => p.contiguous()?,
-        Some(p) => {
-            bail!("fused attention: per-head parameter has shape {:?}, expected ({n_head},)", p.dims())
-        }
-        None => Tensor::zeros(1, DType::F32, qkv.device())?,
-    };
+    let use_param = ParamUse::of(f.kind, param.is_some())?;
+    let param = head_param(param, n_head, qkv.device())?;
     let op = Packed { inner: Attend { f, rows: Arc::new(rows), use_param, tq: t }, h: n_head };
     Ok(Some(qkv.contiguous()?.apply_op2(&param, op)?))
 }
