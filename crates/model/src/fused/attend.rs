@@ -17,6 +17,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use super::attn::{MetricFn, ParamUse, Row, RowMask, backward_row, forward_row, head_param};
 use super::mm::{View, matmul};
 use super::{Kernel, SharedMut, cpu_f32, enabled, lanes, par_units, part, slice, to_vec};
+use crate::metric::MetricKind;
 
 thread_local! {
     /// Per-thread tiles: `S`, `W`, `dW`, `G` of one head.
@@ -144,7 +145,7 @@ impl Attend {
             for blk in blocks {
                 let (rb, kn) = (blk.i1 - blk.i0, blk.kn);
                 let (s, w) = (&mut s[..rb * kn], &mut w[..rb * kn]);
-                self.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w)?;
+                self.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w, None)?;
                 let yb = &mut y[blk.i0 * dv..blk.i1 * dv];
                 matmul(yb, View::rm(w, rb, kn), View::rm(&v[..kn * dv], kn, dv), false)?;
             }
@@ -152,7 +153,8 @@ impl Attend {
         })
     }
 
-    /// Fills `s` (rows x kn) with `q k^T` of the block and `w` with its weights.
+    /// Fills `s` (rows x kn) with `q k^T` of the block and `w` with its weights (and `scores`,
+    /// when given, with the scores before the softmax).
     #[allow(clippy::too_many_arguments)]
     fn block_weights(
         &self,
@@ -163,6 +165,7 @@ impl Attend {
         p: f32,
         s: &mut [f32],
         w: &mut [f32],
+        mut scores: Option<&mut [f32]>,
     ) -> Result<()> {
         let (rb, kn) = (blk.i1 - blk.i0, blk.kn);
         matmul(s, View::rm(&q[blk.i0 * d..blk.i1 * d], rb, d), View::rm(&k[..kn * d], kn, d).t(), false)?;
@@ -171,7 +174,8 @@ impl Attend {
             let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
             let (n, keep) = self.rows.row(i, tk);
             let span = li * kn..(li + 1) * kn;
-            forward_row(&self.f, row, &s[span.clone()], n.min(kn), keep.map(|k| &k[..kn]), &mut w[span]);
+            let sc = scores.as_deref_mut().map(|e| &mut e[span.clone()]);
+            forward_row(&self.f, row, &s[span.clone()], n.min(kn), keep.map(|k| &k[..kn]), &mut w[span], sc);
         }
         Ok(())
     }
@@ -300,17 +304,26 @@ impl AttendBwd {
         let mut col = vec![0f32; tk];
         let rmax = block_rows(tq).min(tq);
         let learned = fwd.use_param == ParamUse::Power;
-        with_tiles(4 * rmax * tk, |tiles| {
+        // rbf keeps its scores exp(-u / 2) for the backward instead of recomputing them.
+        let keep_scores = fwd.f.kind == MetricKind::Rbf;
+        with_tiles(5 * rmax * tk, |tiles| {
             let (s, rest) = tiles.split_at_mut(rmax * tk);
             let (w, rest) = rest.split_at_mut(rmax * tk);
-            let (dw, gs) = rest.split_at_mut(rmax * tk);
+            let (dw, rest) = rest.split_at_mut(rmax * tk);
+            let (gs, e) = rest.split_at_mut(rmax * tk);
             let mut gp = 0f32;
             for blk in blocks {
                 let (i0, i1, kn) = (blk.i0, blk.i1, blk.kn);
                 let rb = i1 - i0;
-                let (s, w, dw, gs) =
-                    (&mut s[..rb * kn], &mut w[..rb * kn], &mut dw[..rb * kn], &mut gs[..rb * kn]);
-                fwd.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w)?;
+                let (s, w, dw, gs, e) = (
+                    &mut s[..rb * kn],
+                    &mut w[..rb * kn],
+                    &mut dw[..rb * kn],
+                    &mut gs[..rb * kn],
+                    &mut e[..rb * kn],
+                );
+                let e_opt = if keep_scores { Some(&mut *e) } else { None };
+                fwd.block_weights((q, k), &norms, blk, (tq, tk, d), p, s, w, e_opt)?;
                 let (gy_b, v_b, k_b, q_b) =
                     (&gy[i0 * dv..i1 * dv], &v[..kn * dv], &k[..kn * d], &q[i0 * d..i1 * d]);
                 matmul(dw, View::rm(gy_b, rb, dv), View::rm(v_b, kn, dv).t(), false)?;
@@ -325,7 +338,8 @@ impl AttendBwd {
                         &w[span.clone()],
                         &dw[span.clone()],
                         n,
-                        &mut gs[span],
+                        &mut gs[span.clone()],
+                        keep_scores.then(|| &e[span]),
                     );
                 }
                 matmul(&mut g_v[..kn * dv], View::rm(w, rb, kn).t(), View::rm(gy_b, rb, dv), true)?;

@@ -253,7 +253,8 @@ macro_rules! with_pow {
     };
 }
 
-/// Writes softmax weights of row `qk[..n]` into `out` (zeros beyond `n` and where `keep` is false).
+/// Writes softmax weights of row `qk[..n]` into `out` (zeros beyond `n` and where `keep` is false);
+/// with `scores`, also the row's scores before masking (`rbf`'s backward reuses them).
 #[multiversion::multiversion(targets = "simd")]
 pub(super) fn forward_row(
     f: &MetricFn,
@@ -262,6 +263,7 @@ pub(super) fn forward_row(
     n: usize,
     keep: Option<&[bool]>,
     out: &mut [f32],
+    scores: Option<&mut [f32]>,
 ) {
     let o = &mut out[..n];
     let direct = f.kind == MetricKind::Idw;
@@ -274,6 +276,9 @@ pub(super) fn forward_row(
             }
         }
         _ => with_pow!(row.param, pw => dist_scores(f, row, qk, o, pw)),
+    }
+    if let Some(sc) = scores {
+        sc[..n].copy_from_slice(o);
     }
     if let Some(keep) = keep {
         let blocked = if direct { 0.0 } else { f32::NEG_INFINITY };
@@ -312,7 +317,9 @@ fn dist_scores<P: PowFn>(f: &MetricFn, row: Row, qk: &[f32], o: &mut [f32], pw: 
 }
 
 /// Writes `g_qk` of one row into `out` and returns this row's gradient of the per-head parameter.
+/// `scores` (from [`forward_row`]) spares `rbf` recomputing `exp(-u / 2)`.
 #[multiversion::multiversion(targets = "simd")]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward_row(
     f: &MetricFn,
     row: Row,
@@ -321,6 +328,7 @@ pub(super) fn backward_row(
     g: &[f32],
     n: usize,
     out: &mut [f32],
+    scores: Option<&[f32]>,
 ) -> f32 {
     let (qk, w, g) = (&qk[..n], &w[..n], &g[..n]);
     let wg = lanes::dot(w, g);
@@ -341,17 +349,23 @@ pub(super) fn backward_row(
             }
         }
         MetricKind::NegEuclid => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |_| -f.scale))
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |_, _| -f.scale))
         }
         MetricKind::Idw => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |u| -1.0 / (f.eps + u)))
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |_, u| -1.0 / (f.eps + u)))
         }
         MetricKind::InvDist => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |u| -1.0 / ((f.eps + u) * (f.eps + u))))
+            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |_, u| -1.0 / ((f.eps + u) * (f.eps + u))))
         }
-        MetricKind::Rbf => {
-            with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |u| -0.5 * fast_exp(-0.5 * u)))
-        }
+        MetricKind::Rbf => match scores {
+            Some(e) => {
+                let e = &e[..n];
+                with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |j, _| -0.5 * e[j]))
+            }
+            None => {
+                with_pow!(row.param, pw => gp = dist_grads(f, row, qk, sg, o, pw, |_, u| -0.5 * fast_exp(-0.5 * u)))
+            }
+        },
     }
     out[n..].fill(0.0);
     gp
@@ -373,7 +387,7 @@ impl SoftmaxGrad<'_> {
 }
 
 /// `g_qk = -2 ds ds/du du/dx` (zero where the squared distance was clamped) for one row of a
-/// distance metric with `ds/du` given; returns the row's gradient of the learned power
+/// distance metric with `ds/du` given (as a function of the key index and `u`); returns the row's gradient of the learned power
 /// (`sum ds ds/du u ln(x) / 2`) when the row has one, else 0. All slices hold the row's `n` keys.
 #[inline(always)]
 fn dist_grads<P: PowFn>(
@@ -383,7 +397,7 @@ fn dist_grads<P: PowFn>(
     sg: SoftmaxGrad,
     o: &mut [f32],
     pw: P,
-    dsdu: impl Fn(f32) -> f32,
+    dsdu: impl Fn(usize, f32) -> f32,
 ) -> f32 {
     let n = o.len();
     let (qk, kn, w, g) = (&qk[..n], &row.kn[..n], &sg.w[..n], &sg.g[..n]);
@@ -395,7 +409,7 @@ fn dist_grads<P: PowFn>(
     for (j, o) in o.iter_mut().enumerate() {
         let (r, x) = x_at(j);
         let u = pw.u(x);
-        let d = sg.at(j) * dsdu(u);
+        let d = sg.at(j) * dsdu(j, u);
         *o = if r >= 0.0 { -2.0 * d * pw.dudx(x, u) } else { 0.0 };
     }
     if !row.learned {
@@ -405,7 +419,7 @@ fn dist_grads<P: PowFn>(
         .map(|j| {
             let x = x_at(j).1;
             let u = pw.u(x);
-            sg.at(j) * dsdu(u) * u * 0.5 * x.ln()
+            sg.at(j) * dsdu(j, u) * u * 0.5 * x.ln()
         })
         .sum()
 }
@@ -430,7 +444,7 @@ impl CustomOp3 for Fwd {
         par_rows(&mut out, tk, qk.len(), |r, o| {
             let row = self.row(r, (h, tq, tk), norms, param);
             let (n, keep) = self.rows.row(r % tq, tk);
-            forward_row(&self.f, row, &qk[r * tk..(r + 1) * tk], n, keep, o);
+            forward_row(&self.f, row, &qk[r * tk..(r + 1) * tk], n, keep, o, None);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -515,7 +529,7 @@ impl CustomOp3 for BwdOut<'_> {
                 let mut out = vec![0f32; qk.len()];
                 par_rows(&mut out, tk, qk.len(), |r, o| {
                     let (row, n, span) = row_args(r);
-                    backward_row(&fwd.f, row, &qk[span.clone()], &w[span.clone()], &g[span], n, o);
+                    backward_row(&fwd.f, row, &qk[span.clone()], &w[span.clone()], &g[span], n, o, None);
                 });
                 Ok((CpuStorage::F32(out), l1.shape().clone()))
             }
@@ -534,6 +548,7 @@ impl CustomOp3 for BwdOut<'_> {
                                 &g[span],
                                 n,
                                 &mut scratch,
+                                None,
                             )
                         })
                         .sum();
