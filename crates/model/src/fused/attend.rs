@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::attn::{MetricFn, ParamUse, Row, RowMask, backward_row, forward_row, head_param};
 use super::mm::{View, matmul};
-use super::{Kernel, SharedMut, cpu_f32, enabled, lanes, par_units, part, slice, to_vec};
+use super::{Kernel, SharedMut, cpu_f32, enabled, lanes, par_units, part, slice, to_vec, with_scratch};
 use crate::metric::MetricKind;
 
 thread_local! {
@@ -24,15 +24,9 @@ thread_local! {
     static TILES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a zeroed per-thread scratch of `n` elements.
+/// Runs `f` with `n` elements of this thread's tiles (every user overwrites what it reads).
 fn with_tiles<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    TILES.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.len() < n {
-            t.resize(n, 0.0);
-        }
-        f(&mut t[..n])
-    })
+    with_scratch(&TILES, n, f)
 }
 
 /// `softmax(score(q, k) + mask) v` `(b, h, tq, dv)` for `q` `(b, h, tq, d)`, `k` `(b, h, tk, d)`,

@@ -201,6 +201,21 @@ fn par_units<F: Fn(usize) -> Result<()> + Sync>(n_units: usize, work: usize, f: 
     }
 }
 
+/// A per-thread scratch buffer, grown on demand and kept for the thread's lifetime.
+type Scratch = std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>;
+
+/// Runs `f` with the first `n` elements of the per-thread buffer `key` (contents unspecified:
+/// whatever the last use left). Distinct keys can be nested.
+fn with_scratch<R>(key: &'static Scratch, n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    key.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0.0);
+        }
+        f(&mut buf[..n])
+    })
+}
+
 /// A mutable sub-slice `[at, at + len)` of the buffer behind `ptr` (of `total` elements).
 ///
 /// # Safety

@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::attend::{Attend, AttendBwd, Block};
 use super::attn::{MetricFn, ParamUse, RowMask, head_param};
-use super::{Kernel, SharedMut, cpu_f32, enabled, par_units, part, slice, to_vec};
+use super::{Kernel, SharedMut, cpu_f32, enabled, par_units, part, slice, to_vec, with_scratch};
 use crate::metric::MetricKind;
 
 /// `eps` of the cosine row normalisation (as the composed path's `unit_rows`).
@@ -109,15 +109,9 @@ fn unit_rows_bwd(u: &[f32], inv: &[f32], g: &mut [f32], d: usize) {
     }
 }
 
-/// Runs `f` with a per-thread scratch of `n` elements (contents unspecified).
+/// Runs `f` with `n` elements of this thread's gather buffer (every user overwrites what it reads).
 fn with_gather<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    GATHER.with(|g| {
-        let mut g = g.borrow_mut();
-        if g.len() < n {
-            g.resize(n, 0.0);
-        }
-        f(&mut g[..n])
-    })
+    with_scratch(&GATHER, n, f)
 }
 
 /// Gathers unit `(bb, hd)`'s `q; k` into `qk` `(2t, d)` and `v` into `v` `(t, d)`, normalising
