@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::numbers::{Column, columns, franke_baselines};
+use attnlab_train::tasks::Column;
+
+use crate::numbers::franke_baselines;
 use crate::report::{GroupReport, Report, per_layer_mean};
 use crate::stats::{MeanStd, fmt_num};
 
@@ -28,9 +30,9 @@ pub fn render(report: &Report) -> String {
 fn group(s: &mut String, g: &GroupReport) {
     let _ = writeln!(s, "## Task `{}` ({} runs)\n", g.id, g.runs.len());
     let _ = writeln!(s, "Task configuration: `{}`\n", g.task_config);
-    let cols = columns(&g.task, g.char_level);
+    let cols = &g.columns;
     let _ = writeln!(s, "### Final numbers, mean ± std over seeds\n");
-    table_header(s, "configuration", "seeds", &cols);
+    table_header(s, "configuration", "seeds", cols);
     for sg in &g.seed_groups {
         let cells: Vec<String> = cols
             .iter()
@@ -50,7 +52,7 @@ fn group(s: &mut String, g: &GroupReport) {
         }
     }
     let _ = writeln!(s, "\n### Runs\n");
-    table_header(s, "run", "seed", &cols);
+    table_header(s, "run", "seed", cols);
     for r in &g.runs {
         let cells: Vec<String> =
             cols.iter().map(|c| r.numbers.get(c.key).map_or("-".into(), |x| fmt_num(*x, c.digits))).collect();
@@ -63,11 +65,7 @@ fn group(s: &mut String, g: &GroupReport) {
         let _ = writeln!(s, "![{f}]({f})\n");
     }
     let _ = writeln!(s, "SVG versions lie beside the PNGs. Training curves are smoothed (EMA 0.9).\n");
-    for f in g
-        .figures
-        .iter()
-        .filter(|f| (f.contains("_prototypes") || f.contains("_franke_errors")) && f.ends_with(".png"))
-    {
+    for f in g.task_figures.iter().filter(|f| f.ends_with(".png")) {
         let _ = writeln!(s, "### What the models learned\n\n![{f}]({f})\n");
     }
     params_section(s, g);

@@ -5,12 +5,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use attnlab_train::TaskConfig;
+use attnlab_train::tasks::Column;
 use serde::Serialize;
 
 use crate::analysis::{GeometryReport, analyse_geometry, analyse_params};
 use crate::figures::{LayerCurves, XAxis, geometry_chart, loss_curves};
 use crate::group::{TaskGroup, group_runs};
-use crate::numbers::{Numbers, char_level, run_numbers};
+use crate::numbers::{Numbers, run_numbers};
 use crate::params::HeadParams;
 use crate::run::Run;
 use crate::stats::MeanStd;
@@ -33,14 +35,18 @@ pub struct GroupReport {
     pub task: String,
     /// The task section of the runs' config, as compact JSON.
     pub task_config: String,
-    /// Text task with a character tokenizer (bits per token are bits per character).
+    /// Text task with a character-level tokenizer (bits per token are bits per character).
     pub char_level: bool,
+    /// The final table's columns, as the task declares them.
+    pub columns: Vec<Column>,
     /// Runs that differ only in the seed, with mean and std of every number.
     pub seed_groups: Vec<SeedGroupReport>,
     /// Every run.
     pub runs: Vec<RunReport>,
     /// Pictures, relative to the report directory.
     pub figures: Vec<String>,
+    /// The task's own pictures (a subset of `figures`).
+    pub task_figures: Vec<String>,
 }
 
 /// Mean and std over the seeds of one configuration.
@@ -151,26 +157,36 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupRepo
     if measures.iter().any(|(_, c)| c.iter().any(|(_, ys)| !ys.is_empty())) {
         figures.extend(geometry_chart(out, group, &measures)?);
     }
-    match crate::task_pictures::task_pictures(out, group, runs) {
-        Ok(paths) => figures.extend(paths),
-        Err(e) => tracing::warn!(group = %group.id, "task pictures skipped: {e:#}"),
-    }
-    let figures =
-        figures.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
-    let char_level =
-        group.seed_groups.first().and_then(|sg| sg.runs.first()).is_some_and(|&i| char_level(&runs[i]));
     let first = group.seed_groups.first().and_then(|sg| sg.runs.first()).map(|&i| &runs[i]);
-    let task_config =
-        first.and_then(|r| r.config.get("task")).map_or_else(|| "-".to_string(), |t| t.to_string());
+    let spec = first.map(Run::task_report);
+    let pictures = spec.as_ref().map_or(&[][..], |s| s.pictures.as_slice());
+    let task_figures = match crate::task_pictures::task_pictures(out, group, runs, pictures) {
+        Ok(paths) => names(&paths),
+        Err(e) => {
+            tracing::warn!(group = %group.id, "task pictures skipped: {e:#}");
+            Vec::new()
+        }
+    };
+    let mut figures = names(&figures);
+    figures.extend(task_figures.iter().cloned());
+    let char_level =
+        matches!(first.and_then(|r| r.task_config.as_ref()), Some(TaskConfig::Text(t)) if t.char_level());
     Ok(GroupReport {
         id: group.id.clone(),
         task: group.task.clone(),
-        task_config,
+        task_config: spec.as_ref().map_or_else(|| "-".to_string(), |s| s.config_text.clone()),
         char_level,
+        columns: spec.map(|s| s.columns).unwrap_or_default(),
         seed_groups,
         runs: run_reports,
         figures,
+        task_figures,
     })
+}
+
+/// File names of `paths`.
+fn names(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect()
 }
 
 fn over_seeds(numbers: &[Numbers]) -> BTreeMap<String, MeanStd> {

@@ -3,6 +3,7 @@
 //! Entry point: [`train`] (config + output directory -> [`Summary`]), used by `attnlab train`
 //! and by the sweep command in-process.
 
+pub mod bench;
 pub mod config;
 pub mod interrupt;
 pub mod optim;
@@ -14,7 +15,7 @@ pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
 pub use interrupt::Interrupted;
-pub use rundir::{Summary, can_resume, is_finished};
+pub use rundir::{RunDir, Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
-pub use tasks::{TaskConfig, TaskEnv, build_task};
+pub use tasks::{TaskConfig, TaskEnv, TaskScores, build_task};
 pub use trainer::{TrainOptions, evaluate, train, train_task};

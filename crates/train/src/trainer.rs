@@ -16,13 +16,16 @@ use attnlab_model::{Checkpoint, Model, ParamStore};
 use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::RunConfig;
 use crate::interrupt::{Interrupted, stop_requested};
 use crate::optim::{AdamW, AdamWParams, clip_grads, grad_norm, lr_at};
 use crate::progress::Progress;
-use crate::rundir::{self, MetricLine, MetricsWriter, OPTIMIZER_FILE, STATE_FILE, Summary, TrainerState};
+use crate::rundir::{
+    self, CONFIG_FILE, MetricLine, MetricsWriter, OPTIMIZER_FILE, RunDir, STATE_FILE, Split, Summary,
+    TrainerState,
+};
 use crate::task::Task;
 use crate::tasks::{TaskEnv, build_task};
 
@@ -61,10 +64,11 @@ pub fn train_task(
     out_dir: &Path,
     opts: &TrainOptions,
 ) -> Result<Summary> {
-    prepare_dir(out_dir, opts.resume)?;
+    let dir = RunDir::new(out_dir);
+    prepare_dir(&dir, opts.resume)?;
     let mut s = Session::start(run, task, out_dir, opts)?;
-    if s.state.step >= s.run.train.steps && out_dir.join(rundir::SUMMARY_FILE).exists() {
-        return rundir::read_json(&out_dir.join(rundir::SUMMARY_FILE));
+    if s.state.step >= s.run.train.steps && dir.summary_path().exists() {
+        return rundir::read_json(&dir.summary_path());
     }
     let result = s.run_loop(opts.stop_at);
     s.progress.finish();
@@ -82,12 +86,16 @@ pub fn evaluate(task: &dyn Task, model: &Model) -> Result<f64> {
     Ok(total / batches.len().max(1) as f64)
 }
 
-fn prepare_dir(out_dir: &Path, resume: bool) -> Result<()> {
-    let last = rundir::last_dir(out_dir);
-    if resume && !last.join(attnlab_model::checkpoint::CONFIG_FILE).is_file() {
-        bail!("cannot resume: {} holds no checkpoint ({} is missing)", out_dir.display(), last.display())
+fn prepare_dir(dir: &RunDir, resume: bool) -> Result<()> {
+    let out_dir = dir.root();
+    if resume && !dir.can_resume() {
+        bail!(
+            "cannot resume: {} holds no checkpoint ({} is missing)",
+            out_dir.display(),
+            dir.last_dir().display()
+        )
     }
-    if !resume && (last.exists() || out_dir.join(rundir::METRICS_FILE).exists()) {
+    if !resume && dir.holds_run() {
         bail!("{} already holds a run; resume it with --resume or choose another --out", out_dir.display())
     }
     std::fs::create_dir_all(out_dir)
@@ -129,7 +137,7 @@ impl Session {
         if opts.resume {
             state = restore(&run, dir, &params, &mut opt)?;
             let kept = rundir::truncate_metrics(dir, state.step)?;
-            recent.extend(kept.iter().filter(|l| l.split == "train").map(|l| l.loss));
+            recent.extend(kept.iter().filter(|l| l.split == Split::Train).map(|l| l.loss));
             while recent.len() > 20 {
                 recent.pop_front();
             }
@@ -212,16 +220,7 @@ impl Session {
             self.recent.pop_front();
         }
         let tps = batch.n_items as f64 / dt.max(1e-9);
-        self.metrics.write(&MetricLine {
-            step: step + 1,
-            split: "train".into(),
-            loss,
-            lr: Some(lr),
-            grad_norm: Some(norm),
-            tokens_per_s: Some(tps),
-            wall_s: self.wall(),
-            extra: Map::new(),
-        })?;
+        self.metrics.write(&MetricLine::train(step + 1, loss, lr, norm, tps, self.wall()))?;
         self.progress.step(step + 1, loss, lr, tps);
         Ok(())
     }
@@ -235,17 +234,7 @@ impl Session {
             )
         }
         self.last_val = Some(loss);
-        let line = MetricLine {
-            step,
-            split: "val".into(),
-            loss,
-            lr: None,
-            grad_norm: None,
-            tokens_per_s: None,
-            wall_s: self.wall(),
-            extra: Map::new(),
-        };
-        self.metrics.write(&line)?;
+        self.metrics.write(&MetricLine::val(step, loss, self.wall()))?;
         self.progress.val(step, loss);
         if self.state.best_val_loss.is_none_or(|b| loss < b) {
             self.state.best_val_loss = Some(loss);
@@ -297,7 +286,6 @@ impl Session {
             tokens_per_s: self.state.items as f64 / self.state.train_s.max(1e-9),
             wall_s: self.wall(),
             ms_per_step: 1000.0 * self.state.train_s / steps.max(1) as f64,
-            task: self.task.name().to_string(),
             metric: self.run.model.metric().name().to_string(),
             seed: self.run.seed,
             scores: self.task.scores(&self.model)?,
@@ -317,7 +305,7 @@ impl Session {
 /// describes the same model and task as `run`.
 fn restore(run: &RunConfig, dir: &Path, params: &ParamStore, opt: &mut AdamW) -> Result<TrainerState> {
     let last = rundir::last_dir(dir);
-    let saved_json: Value = rundir::read_json(&last.join(attnlab_model::checkpoint::CONFIG_FILE))?;
+    let saved_json: Value = rundir::read_json(&last.join(CONFIG_FILE))?;
     let saved = RunConfig::from_value(saved_json).with_context(|| format!("reading {}", last.display()))?;
     if saved.model != run.model {
         bail!(

@@ -1,7 +1,7 @@
 //! The MQAR generator: next-token alignment of the answers, the loss/accuracy mask, and a
 //! short training run that must get past "answer with some value of the context".
 
-mod common;
+use crate::common;
 
 use attnlab_train::Task;
 use attnlab_train::tasks::{RecallConfig, RecallTask};
@@ -94,7 +94,8 @@ fn a_small_recall_task_is_learned() -> anyhow::Result<()> {
     let run = common::run_from_toml(toml, &[])?;
     let tmp = tempfile::tempdir()?;
     let summary = train(&run, &tmp.path().join("run"), &TrainOptions::new(&Device::Cpu))?;
-    let acc = summary.scores["val_accuracy"].as_f64().expect("val_accuracy");
+    let attnlab_train::TaskScores::Recall(scores) = &summary.scores else { panic!("recall scores") };
+    let acc = scores.val_accuracy;
     assert!(acc > 0.9, "recall accuracy {acc} after 800 steps (chance among the context values: 0.5)");
     Ok(())
 }

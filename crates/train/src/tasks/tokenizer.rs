@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Error, Result, anyhow, bail};
 use attnlab_model::hub::{HubOptions, HubRef, fetch};
 use tokenizers::Tokenizer;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -59,7 +59,8 @@ impl TextTokenizer {
         let file = corpus.to_string_lossy().into_owned();
         tokenizer
             .train_from_files(&mut trainer, vec![file])
-            .map_err(|e| anyhow!("training BPE on {}: {e}", corpus.display()))?;
+            .map_err(Error::from_boxed)
+            .with_context(|| format!("training BPE on {}", corpus.display()))?;
         Ok(Self { inner: tokenizer, chars: None })
     }
 
@@ -71,13 +72,13 @@ impl TextTokenizer {
 
     /// Loads `tokenizer.json` from a Hub repository (`hub:owner/repo[@rev]`).
     pub fn from_hub(reference: &HubRef, opts: &HubOptions) -> Result<Self> {
-        let path = fetch(reference, "tokenizer.json", opts).map_err(|e| anyhow!("{e}"))?;
+        let path = fetch(reference, "tokenizer.json", opts)?;
         Self::from_file(&path)
     }
 
     /// Parses the JSON of a `tokenizer.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let inner: Tokenizer = json.parse().map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
+        let inner: Tokenizer = json.parse().map_err(Error::from_boxed).context("invalid tokenizer.json")?;
         let chars = char_vocab(&inner);
         Ok(Self { inner, chars })
     }
@@ -104,7 +105,7 @@ impl TextTokenizer {
         }
         let mut ids = Vec::with_capacity(text.len() / 3);
         for chunk in chunks(text, 1 << 16) {
-            let enc = self.inner.encode(chunk, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
+            let enc = self.inner.encode(chunk, false).map_err(Error::from_boxed).context("tokenizing")?;
             ids.extend_from_slice(enc.get_ids());
         }
         Ok(ids)
@@ -112,12 +113,12 @@ impl TextTokenizer {
 
     /// Text of token ids.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| anyhow!("decoding: {e}"))
+        self.inner.decode(ids, false).map_err(Error::from_boxed).context("decoding")
     }
 
     /// The Hugging Face `tokenizer.json` text.
     pub fn to_json(&self) -> Result<String> {
-        self.inner.to_string(true).map_err(|e| anyhow!("serialising the tokenizer: {e}"))
+        self.inner.to_string(true).map_err(Error::from_boxed).context("serialising the tokenizer")
     }
 
     /// The wrapped Hugging Face tokenizer.

@@ -1,0 +1,5 @@
+//! The cli crate's integration tests, one binary (ripgrep's layout): one module per
+//! topic.
+
+mod bench;
+mod train_sample;

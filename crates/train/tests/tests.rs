@@ -1,0 +1,16 @@
+//! The train crate's integration tests, one binary (ripgrep's layout): one module per
+//! topic; shared helpers in `common`.
+
+mod bad_input;
+mod common;
+mod config;
+mod hub;
+mod interp;
+mod nanogpt;
+mod optim;
+mod overfit;
+mod recall;
+mod resume;
+mod rundir;
+mod task_report;
+mod tokenizer;
