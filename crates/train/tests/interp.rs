@@ -105,7 +105,7 @@ fn idw_metric_layer_reproduces_shepard_on_franke_data() -> R {
         let v = Tensor::from_vec(values.clone(), (1, 1, 100, 1), &dev)?.to_dtype(dtype)?;
         for p in [1.0, 2.0, 3.0, 4.0] {
             let mut spec = MetricSpec::of(MetricKind::Idw);
-            (spec.power, spec.delta) = (p, 0.0);
+            (spec.power, spec.delta) = (Some(p), 0.0);
             let layer = MetricLayer::new(&spec, 1, 2, &ParamStore::new(0, &dev).root())?;
             let got: Vec<f64> =
                 layer.weights(&q, &k, None)?.matmul(&v)?.flatten_all()?.to_dtype(DType::F64)?.to_vec1()?;

@@ -3,9 +3,9 @@
 //! and y, and the backward recomputes each head's weights (flash-attention's trade of a little
 //! arithmetic for memory and memory traffic).
 //!
-//! Per head: `S = Q K^T`, `W = rows(S)` (the metric kernel of [`super::attn`], including the
+//! Per head: `S = Q K^T`, `W = rows(S)` (the row kernels of [`super::rows`], including the
 //! squared norms for distance metrics), `Y = W V`. Backward with `dY`: `dW = dY V^T`,
-//! `G = dS/d(qk)` from [`super::attn::backward_row`], `dQ = G K`, `dK = G^T Q`, `dV = W^T dY`,
+//! `G = dS/d(qk)` from [`super::rows::backward_row`], `dQ = G K`, `dK = G^T Q`, `dV = W^T dY`,
 //! plus for distance metrics the norm terms `dQ_i -= (sum_j G_ij) q_i`,
 //! `dK_j -= (sum_i G_ij) k_j` (since `d|q|^2/dq = 2q` and `d(d2)/d(qk) = -2`).
 
@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::attn::{MetricFn, ParamUse, Row, RowMask, backward_row, forward_row, head_param};
 use super::mm::{View, matmul};
-use super::{Kernel, SharedMut, cpu_f32, enabled, lanes, par_units, part, slice, to_vec, with_scratch};
-use crate::metric::MetricKind;
+use super::rowmask::RowMask;
+use super::rows::{MetricFn, ParamUse, Row, backward_row, forward_row, head_param};
+use super::{SharedMut, cpu_f32, lanes, par_units, part, slice, to_vec, with_scratch};
+use crate::metric::table::{Metric, with_metric};
 
 thread_local! {
     /// Per-thread tiles: `S`, `W`, `dW`, `G` of one head.
@@ -31,8 +32,8 @@ fn with_tiles<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// `softmax(score(q, k) + mask) v` `(b, h, tq, dv)` for `q` `(b, h, tq, d)`, `k` `(b, h, tk, d)`,
 /// `v` `(b, h, tk, dv)`; `param` `(h,)` is the cosine temperature (q and k then already have unit
-/// rows) or the learned `idw` power. `None` when the kernel does not apply (switched off, not
-/// CPU `f32`, or a mask with values other than 0 and `-inf`).
+/// rows) or the learned `idw` power. `None` when the kernel does not apply (not CPU `f32`, or a
+/// mask with values other than 0 and `-inf`).
 pub fn attention(
     f: MetricFn,
     q: &Tensor,
@@ -41,7 +42,7 @@ pub fn attention(
     param: Option<&Tensor>,
     mask: Option<&Tensor>,
 ) -> Result<Option<Tensor>> {
-    if !enabled(Kernel::Flash) || !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
+    if !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
         return Ok(None);
     }
     let (b, h, tq, d) = q.dims4()?;
@@ -92,11 +93,7 @@ impl Attend {
 
     /// `p / 2` (distance metrics) or tau (cosine) of head `hd`.
     pub(super) fn param(&self, param: &[f32], hd: usize) -> f32 {
-        match self.use_param {
-            ParamUse::None => self.f.power * 0.5,
-            ParamUse::Temperature => param[hd],
-            ParamUse::Power => param[hd] * 0.5,
-        }
+        self.use_param.value(&self.f, param, hd)
     }
 
     pub(super) fn blocks(&self, tq: usize, tk: usize) -> Vec<Block> {
@@ -298,8 +295,8 @@ impl AttendBwd {
         let mut col = vec![0f32; tk];
         let rmax = block_rows(tq).min(tq);
         let learned = fwd.use_param == ParamUse::Power;
-        // rbf keeps its scores exp(-u / 2) for the backward instead of recomputing them.
-        let keep_scores = fwd.f.kind == MetricKind::Rbf;
+        // Metrics whose scores cost more to recompute than to keep (rbf) keep them.
+        let keep_scores = with_metric!(fwd.f.kind, M => M::KEEP_SCORES);
         with_tiles(5 * rmax * tk, |tiles| {
             let (s, rest) = tiles.split_at_mut(rmax * tk);
             let (w, rest) = rest.split_at_mut(rmax * tk);
