@@ -166,7 +166,9 @@ impl CustomOp2 for Packed {
         let g_qkv = packed.narrow(0, 0, n)?.reshape((b, t, c3))?;
         let g_param = match self.inner.use_param {
             ParamUse::None => None,
-            _ => Some(packed.narrow(0, n, b * self.h)?.reshape((b, self.h))?.sum(0)?),
+            ParamUse::Temperature | ParamUse::Power => {
+                Some(packed.narrow(0, n, b * self.h)?.reshape((b, self.h))?.sum(0)?)
+            }
         };
         Ok((Some(g_qkv), g_param))
     }

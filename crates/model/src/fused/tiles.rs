@@ -219,7 +219,9 @@ impl CustomOp3 for Attend {
         let g_v = packed.narrow(0, n_qk, n_v)?.reshape((b, h, tk, dv))?;
         let g_param = match self.use_param {
             ParamUse::None => None,
-            _ => Some(packed.narrow(0, n_qk + n_v, b * h)?.reshape((b, h))?.sum(0)?),
+            ParamUse::Temperature | ParamUse::Power => {
+                Some(packed.narrow(0, n_qk + n_v, b * h)?.reshape((b, h))?.sum(0)?)
+            }
         };
         Ok((Some(g_qk), Some(g_v), g_param))
     }
@@ -294,7 +296,6 @@ impl AttendBwd {
         let (gq, gk) = g_qk.split_at_mut(tq * d);
         let mut col = vec![0f32; tk];
         let rmax = block_rows(tq).min(tq);
-        let learned = fwd.use_param == ParamUse::Power;
         // Metrics whose scores cost more to recompute than to keep (rbf) keep them.
         let keep_scores = with_metric!(fwd.f.kind, M => M::KEEP_SCORES);
         with_tiles(5 * rmax * tk, |tiles| {
@@ -318,21 +319,8 @@ impl AttendBwd {
                 let (gy_b, v_b, k_b, q_b) =
                     (&gy[i0 * dv..i1 * dv], &v[..kn * dv], &k[..kn * d], &q[i0 * d..i1 * d]);
                 matmul(dw, View::rm(gy_b, rb, dv), View::rm(v_b, kn, dv).t(), false)?;
-                for (li, i) in (i0..i1).enumerate() {
-                    let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
-                    let n = fwd.rows.row(i, tk).0.min(kn);
-                    let span = li * kn..(li + 1) * kn;
-                    gp += backward_row(
-                        &fwd.f,
-                        row,
-                        &s[span.clone()],
-                        &w[span.clone()],
-                        &dw[span.clone()],
-                        n,
-                        &mut gs[span.clone()],
-                        keep_scores.then(|| &e[span]),
-                    );
-                }
+                let kept = keep_scores.then_some(&*e);
+                self.block_grads(blk, (&norms, tq, tk), p, (s, w, dw), gs, kept, &mut gp);
                 matmul(&mut g_v[..kn * dv], View::rm(w, rb, kn).t(), View::rm(gy_b, rb, dv), true)?;
                 matmul(&mut gq[i0 * d..i1 * d], View::rm(gs, rb, kn), View::rm(k_b, kn, d), false)?;
                 matmul(&mut gk[..kn * d], View::rm(gs, rb, kn).t(), View::rm(q_b, rb, d), true)?;
@@ -341,14 +329,54 @@ impl AttendBwd {
                 }
             }
             if fwd.f.kind.is_distance() {
-                for (j, &c) in col.iter().enumerate() {
-                    for (o, &x) in gk[j * d..(j + 1) * d].iter_mut().zip(&k[j * d..(j + 1) * d]) {
-                        *o -= c * x;
-                    }
-                }
+                col_norm_terms(&col, k, gk, d);
             }
             Ok(gp)
         })
+    }
+
+    /// `G = dS/d(qk)` of one block's rows (into `gs`) from its `S`, `W`, `dW` and, for metrics
+    /// that keep them, its scores; adds the rows' gradients of the per-head parameter to `gp`
+    /// (row by row, in order).
+    #[allow(clippy::too_many_arguments)]
+    fn block_grads(
+        &self,
+        blk: &Block,
+        (norms, tq, tk): (&[f32], usize, usize),
+        p: f32,
+        (s, w, dw): (&[f32], &[f32], &[f32]),
+        gs: &mut [f32],
+        kept: Option<&[f32]>,
+        gp: &mut f32,
+    ) {
+        let fwd = &self.fwd;
+        let learned = fwd.use_param == ParamUse::Power;
+        let kn = blk.kn;
+        for (li, i) in (blk.i0..blk.i1).enumerate() {
+            let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
+            let n = fwd.rows.row(i, tk).0.min(kn);
+            let span = li * kn..(li + 1) * kn;
+            let e = kept.map(|e| &e[span.clone()]);
+            *gp += backward_row(
+                &fwd.f,
+                row,
+                &s[span.clone()],
+                &w[span.clone()],
+                &dw[span.clone()],
+                n,
+                &mut gs[span],
+                e,
+            );
+        }
+    }
+}
+
+/// Squared-norm terms of the keys once all blocks are done: `gk_j -= col_j k_j`.
+fn col_norm_terms(col: &[f32], k: &[f32], gk: &mut [f32], d: usize) {
+    for (j, &c) in col.iter().enumerate() {
+        for (o, &x) in gk[j * d..(j + 1) * d].iter_mut().zip(&k[j * d..(j + 1) * d]) {
+            *o -= c * x;
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use candle_core::{D, Result, Tensor};
 
-use super::table::Num;
+use super::num::Num;
 
 /// `|q|^2 + |k|^2 - 2 q.k` from the squared norms and the dot product, before clamping at 0
 /// (rounding can make it slightly negative; where it is, the clamped distance has no gradient).

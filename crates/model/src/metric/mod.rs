@@ -22,7 +22,7 @@
 //! `idw` scores is `(eps + dist^p)^-1` normalised: Shepard's (1968) inverse distance weighting.
 //!
 //! Modules: [`kind`] (the enum and its names), [`table`] (what each metric computes, the one
-//! place a new metric's formulas go), [`distance`] (distances and powers), [`unit`] (unit rows of
+//! place a new metric's formulas go), [`num`] (the number types formulas run on), [`distance`] (distances and powers), [`unit`] (unit rows of
 //! `cosine`), [`spec`] (config), [`layer`] ([`MetricLayer`]), [`mask`] (additive masks).
 //!
 //! Adding a metric: a variant in [`kind`]'s list, its row (type, [`table::Metric`] impl and
@@ -32,6 +32,7 @@ pub mod distance;
 pub mod kind;
 pub mod layer;
 pub mod mask;
+pub mod num;
 pub mod spec;
 pub mod table;
 pub mod unit;
