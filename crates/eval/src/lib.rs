@@ -2,7 +2,13 @@
 //! and drives sweeps (grids of runs followed by one report).
 
 pub mod analysis;
+pub mod baseline;
+pub mod comparisons;
+pub mod diagnostics;
+pub mod dynamics;
 pub mod figures;
+pub mod findings;
+pub mod findings_parts;
 pub mod geometry;
 pub mod group;
 pub mod linalg;
@@ -13,9 +19,10 @@ pub mod params;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod sections;
 pub mod stats;
 pub mod sweep;
 pub mod task_pictures;
 
-pub use report::{Report, write_report};
+pub use report::{Report, ReportOptions, write_report, write_report_with};
 pub use run::Run;

@@ -2,5 +2,8 @@
 //! topic; shared helpers in `common`. The sweep test is its own binary.
 
 mod common;
+mod diagnostics;
+mod findings;
 mod geometry;
 mod report;
+mod stats;

@@ -8,6 +8,7 @@ use anyhow::Result;
 use attnlab_model::{Model, ModelConfig};
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
 
 use crate::tasks::TaskScores;
 
@@ -50,6 +51,13 @@ pub trait Task {
     /// The task's own scores of a trained model, merged into `summary.json`
     /// (e.g. `val_accuracy`, or `franke` errors).
     fn scores(&self, model: &Model) -> Result<TaskScores>;
+
+    /// Cheap scores written on every validation line of `metrics.jsonl` beside the loss (e.g.
+    /// recall's `accuracy`, from which the report measures when a run leaves the plateau).
+    /// None by default.
+    fn eval_scores(&self, _model: &Model) -> Result<Map<String, Value>> {
+        Ok(Map::new())
+    }
 
     /// Extra files saved with every checkpoint, such as `tokenizer.json`.
     fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>> {

@@ -234,7 +234,9 @@ impl Session {
             )
         }
         self.last_val = Some(loss);
-        self.metrics.write(&MetricLine::val(step, loss, self.wall()))?;
+        let mut line = MetricLine::val(step, loss, self.wall());
+        line.extra = self.task.eval_scores(&self.model)?;
+        self.metrics.write(&line)?;
         self.progress.val(step, loss);
         if self.state.best_val_loss.is_none_or(|b| loss < b) {
             self.state.best_val_loss = Some(loss);

@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::report::{Column, TaskReport, TaskScores, Unit};
 use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of, weighted_accuracy};
@@ -88,6 +89,18 @@ pub struct RecallTask {
 }
 
 impl RecallTask {
+    /// Share of answer positions predicted right on the validation set (argmax of the logits).
+    fn val_accuracy(&self, model: &Model) -> Result<f64> {
+        let gpt = gpt_of(model, "recall")?;
+        let (mut hits, mut n) = (0.0, 0.0);
+        for b in &self.val {
+            let (h, c) = weighted_accuracy(&gpt.forward(&b.inputs[0])?, b)?;
+            hits += h;
+            n += c;
+        }
+        Ok(hits / n.max(1.0))
+    }
+
     /// Validates `cfg` and draws `eval_batches` validation batches of `batch_size` from `seed`.
     pub fn new(
         cfg: &RecallConfig,
@@ -204,13 +217,12 @@ impl Task for RecallTask {
     }
 
     fn scores(&self, model: &Model) -> Result<TaskScores> {
-        let gpt = gpt_of(model, "recall")?;
-        let (mut hits, mut n) = (0.0, 0.0);
-        for b in &self.val {
-            let (h, c) = weighted_accuracy(&gpt.forward(&b.inputs[0])?, b)?;
-            hits += h;
-            n += c;
-        }
-        Ok(TaskScores::Recall(RecallScores { val_accuracy: hits / n.max(1.0) }))
+        Ok(TaskScores::Recall(RecallScores { val_accuracy: self.val_accuracy(model)? }))
+    }
+
+    fn eval_scores(&self, model: &Model) -> Result<Map<String, Value>> {
+        let mut m = Map::new();
+        m.insert("accuracy".to_string(), Value::from(self.val_accuracy(model)?));
+        Ok(m)
     }
 }
