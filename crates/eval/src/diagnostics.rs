@@ -36,7 +36,10 @@ pub fn uniform_entropy(visible: &[bool], tq: usize, tk: usize) -> f64 {
     (0..tq).map(|i| (row(i).max(1) as f64).ln()).sum::<f64>() / tq.max(1) as f64
 }
 
-fn rows(x: &Tensor) -> Result<((usize, usize, usize, usize), Vec<f32>)> {
+/// Dimensions `(b, h, tq, tk)`.
+type Dims4 = (usize, usize, usize, usize);
+
+fn rows(x: &Tensor) -> Result<(Dims4, Vec<f32>)> {
     let dims = x.dims4()?;
     Ok((dims, x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
 }

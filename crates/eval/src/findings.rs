@@ -104,11 +104,48 @@ pub fn verdict(c: &Comparison, digits: usize) -> String {
     }
 }
 
-/// One sentence over a comparison table: every configuration's verdict against its baseline.
+/// One sentence over a comparison table: the configurations significantly above and below
+/// their baselines (with difference, interval and Holm's p), those with no significant
+/// difference, and those where no test was possible.
 pub fn table_statement(g: &GroupReport, t: &ComparisonTable, digits: usize) -> Statement {
-    let rows: Vec<String> =
-        t.rows.iter().map(|c| format!("{} vs {}: {}", c.label, c.baseline, verdict(c, digits))).collect();
-    Statement { text: format!("`{}`, {}: {}.", g.id, t.header, rows.join("; ")), runs: table_runs(t) }
+    let sig = |c: &&Comparison| c.significant();
+    let with_p = |c: &Comparison| {
+        format!("{} ({}, Holm p {})", c.label, c.diff_text(digits), p_text(c.p_holm.unwrap_or(f64::NAN)))
+    };
+    let higher: Vec<String> = t.rows.iter().filter(sig).filter(|c| c.diff > 0.0).map(with_p).collect();
+    let lower: Vec<String> = t.rows.iter().filter(sig).filter(|c| c.diff <= 0.0).map(with_p).collect();
+    let same: Vec<String> =
+        t.rows.iter().filter(|c| c.p_holm.is_some() && !c.significant()).map(|c| c.label.clone()).collect();
+    let untested: Vec<String> = t
+        .rows
+        .iter()
+        .filter(|c| c.p_holm.is_none())
+        .map(|c| {
+            let why = c.no_test.map_or("no test", |w| w.text());
+            format!("{} ({}; n = {} vs {}: {why})", c.label, c.diff_text(digits), c.n, c.n_base)
+        })
+        .collect();
+    let mut bases: Vec<&str> = t.rows.iter().map(|c| c.baseline.as_str()).collect();
+    bases.dedup();
+    let against = match bases.as_slice() {
+        [one] => format!("against {one}"),
+        _ => "each against its baseline with the same settings".to_string(),
+    };
+    let mut parts = Vec::new();
+    for (what, items) in [
+        ("significantly higher", higher),
+        ("significantly lower", lower),
+        ("no significant difference", same),
+        ("no test possible", untested),
+    ] {
+        if !items.is_empty() {
+            parts.push(format!("{what}: {}", items.join(", ")));
+        }
+    }
+    Statement {
+        text: format!("`{}`, {} {against}: {}.", g.id, t.header, parts.join("; ")),
+        runs: table_runs(t),
+    }
 }
 
 /// The runs behind a table, each once.

@@ -235,7 +235,7 @@ fn draw_panel<DB: DrawingBackend>(
         })
         .collect();
     let band_pts = bands.iter().flatten().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]);
-    let hline: Vec<(f64, f64)> = panel.hline.map(|y| tf(y)).into_iter().map(|y| (f64::NAN, y)).collect();
+    let hline: Vec<(f64, f64)> = panel.hline.map(tf).into_iter().map(|y| (f64::NAN, y)).collect();
     let all_pts: Vec<(f64, f64)> =
         series.iter().flat_map(|(_, p)| p.iter().copied()).chain(band_pts).chain(hline).collect();
     let all = || all_pts.iter().filter(|p| p.0.is_finite() || p.1.is_finite());

@@ -38,7 +38,7 @@ fn a_planted_difference_is_found() -> anyhow::Result<()> {
     let dirs = planted(tmp.path(), &[0.60, 0.61, 0.62], &[0.90, 0.91, 0.89]);
     let report = write_report(&dirs, &tmp.path().join("report"))?;
     let s = loss_statement(&report);
-    assert!(s.contains("metric=idw vs metric=dot: significantly higher (+0.2900 ["), "{s}");
+    assert!(s.contains("against metric=dot: significantly higher: metric=idw (+0.2900 ["), "{s}");
     assert!(!s.contains("no significant difference"), "{s}");
     let row =
         &report.groups[0].comparisons.iter().find(|t| t.key == "final_val_loss").expect("table").rows[0];
@@ -60,7 +60,7 @@ fn no_difference_gives_no_significant_difference() -> anyhow::Result<()> {
     let dirs = planted(tmp.path(), &[0.60, 0.61, 0.62], &[0.61, 0.62, 0.60]);
     let report = write_report(&dirs, &tmp.path().join("report"))?;
     let s = loss_statement(&report);
-    assert!(s.contains("metric=idw vs metric=dot: no significant difference (+0.0000 ["), "{s}");
+    assert!(s.contains("against metric=dot: no significant difference: metric=idw."), "{s}");
     assert!(!s.contains("significantly"), "{s}");
     // No neg_sq_euclid runs, one learning rate, no per-evaluation accuracy: said, with the sweep.
     let gaps = &report.findings.parts[0].gaps;
@@ -80,7 +80,10 @@ fn one_seed_says_no_test_is_possible() -> anyhow::Result<()> {
     let dirs = planted(tmp.path(), &[0.60], &[0.90]);
     let report = write_report(&dirs, &tmp.path().join("report"))?;
     let s = loss_statement(&report);
-    assert!(s.contains("n = 1 vs 1: fewer than 2 seeds on a side: no test possible"), "{s}");
+    assert!(
+        s.contains("no test possible: metric=idw (+0.3000; n = 1 vs 1: fewer than 2 seeds on a side"),
+        "{s}"
+    );
     assert!(!s.contains("significant"), "{s}");
     Ok(())
 }

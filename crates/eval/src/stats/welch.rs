@@ -59,7 +59,7 @@ pub fn welch(a: &[f64], b: &[f64], level: f64) -> Result<Welch, NoTest> {
     }
     let (wa, wb) = (va / na as f64, vb / nb as f64);
     let se2 = wa + wb;
-    if !(se2 > 0.0) {
+    if se2.is_nan() || se2 <= 0.0 {
         return Err(NoTest::NoVariance);
     }
     let se = se2.sqrt();
