@@ -100,7 +100,7 @@ fn a_small_recall_task_is_learned() -> anyhow::Result<()> {
     // Every validation line carries the accuracy (the report's plateau escape reads it); the last
     // one equals the summary's.
     let lines = attnlab_train::rundir::read_metrics(&tmp.path().join("run"))?;
-    let val: Vec<_> = lines.iter().filter(|l| l.split == "val").collect();
+    let val: Vec<_> = lines.iter().filter(|l| l.split == attnlab_train::rundir::Split::Val).collect();
     assert_eq!(val.len(), 2, "evaluations at steps 0 and 800");
     assert!(val.iter().all(|l| l.extra.get("accuracy").and_then(|a| a.as_f64()).is_some()), "{val:?}");
     assert_eq!(val[1].extra["accuracy"].as_f64(), Some(acc));
