@@ -21,8 +21,11 @@ pub fn metric_keys() -> Vec<String> {
         Value::Object(m) => m.keys().map(|k| format!("model.{k}")).collect(),
         _ => Vec::new(),
     };
-    if !keys.iter().any(|k| k == "model.metric") {
-        keys.push("model.metric".into());
+    // Optional fields are left out when unset (`power`): name them too.
+    for k in ["model.metric", "model.power"] {
+        if !keys.iter().any(|x| x == k) {
+            keys.push(k.into());
+        }
     }
     keys
 }

@@ -134,7 +134,7 @@ pub fn gpt_geometry(gpt: &Gpt, tokens: &Tensor) -> Result<Vec<HeadGeometry>> {
     let mut out = Vec::new();
     for (layer, (probe, block)) in probes.iter().zip(gpt.blocks()).enumerate() {
         let metric = block.attn().metric();
-        let power = gpt.config().attention.power;
+        let power = gpt.config().attention.power();
         out.extend(layer_geometry(layer, metric, power, &probe.q, &probe.k, Some(&mask))?);
     }
     Ok(out)
