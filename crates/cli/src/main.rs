@@ -39,6 +39,9 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Train a grid of runs (bases x metrics x seeds ...) and report on all of them.
     Sweep(commands::sweep::SweepArgs),
+    /// One job of `sweep --jobs N` (internal): trains the planned run given on stdin.
+    #[command(hide = true)]
+    SweepRun(commands::sweep_run::SweepRunArgs),
     /// Training speed and peak memory of the reference GPT per attention metric.
     Bench(commands::bench::BenchArgs),
 }
@@ -57,11 +60,15 @@ fn main() -> ExitCode {
         Command::Augment(args) => commands::augment::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Sweep(args) => commands::sweep::run(args),
+        Command::SweepRun(args) => commands::sweep_run::run(args),
         Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<attnlab_train::Interrupted>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<attnlab_train::Interrupted>().is_some()
+                || e.downcast_ref::<attnlab_train::sweep::jobs::SweepInterrupted>().is_some() =>
+        {
             eprintln!("{e}");
             ExitCode::from(130)
         }

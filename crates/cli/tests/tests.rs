@@ -2,4 +2,6 @@
 //! topic.
 
 mod bench;
+mod slurm;
+mod sweep;
 mod train_sample;

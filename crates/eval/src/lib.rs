@@ -1,5 +1,5 @@
 //! attnlab-eval: compares runs — loss curves, learned parameters, attention geometry, cost —
-//! and drives sweeps (grids of runs followed by one report).
+//! for any run directories, and lists the planned runs of a sweep that did not finish.
 
 pub mod analysis;
 pub mod baseline;
@@ -21,8 +21,8 @@ pub mod report;
 pub mod run;
 pub mod sections;
 pub mod stats;
-pub mod sweep;
 pub mod task_pictures;
+pub mod unfinished;
 
 pub use report::{Report, ReportOptions, write_report, write_report_with};
 pub use run::Run;

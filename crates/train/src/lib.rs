@@ -1,7 +1,7 @@
 //! attnlab-train: tasks, the optimizer, the training loop and run directories.
 //!
 //! Entry point: [`train`] (config + output directory -> [`Summary`]), used by `attnlab train`
-//! and by the sweep command in-process.
+//! and by [`sweep`] (grids of runs, in this process or in child processes).
 
 pub mod bench;
 pub mod config;
@@ -9,6 +9,7 @@ pub mod interrupt;
 pub mod optim;
 pub mod progress;
 pub mod rundir;
+pub mod sweep;
 pub mod task;
 pub mod tasks;
 pub mod trainer;

@@ -12,5 +12,6 @@ mod overfit;
 mod recall;
 mod resume;
 mod rundir;
+mod sweep_plan;
 mod task_report;
 mod tokenizer;
