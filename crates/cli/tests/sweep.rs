@@ -94,15 +94,15 @@ fn a_diverging_run_is_recorded_and_the_others_finish() {
         let res = sweep_cmd(&sweep, &out, &["--jobs", "2"]);
         let stderr = String::from_utf8_lossy(&res.stderr);
         assert!(!res.status.success(), "attempt {attempt}: a failed run must make the sweep fail");
-        assert!(stderr.contains("tiny_lr-100000000") && stderr.contains("diverged at step"), "{stderr}");
-        let failure = json(&out.join("runs/tiny_lr-100000000/failure.json"));
+        assert!(stderr.contains("tiny_lr-100000000_0") && stderr.contains("diverged at step"), "{stderr}");
+        let failure = json(&out.join("runs/tiny_lr-100000000_0/failure.json"));
         assert_eq!(failure["diverged"], true, "{failure}");
         assert!(failure["step"].as_u64().expect("step") < 10, "{failure}");
         for ok_run in ["tiny_lr-0_003", "tiny_lr-0_001"] {
             assert_eq!(json(&out.join("runs").join(ok_run).join("summary.json"))["steps"], 10, "{ok_run}");
         }
         let md = fs::read_to_string(out.join("report/report.md")).expect("report.md");
-        assert!(md.contains("## Runs that did not finish") && md.contains("| tiny_lr-100000000 | diverged |"), "{md}");
+        assert!(md.contains("## Runs that did not finish") && md.contains("| tiny_lr-100000000_0 | diverged |"), "{md}");
         let report = json(&out.join("report/report.json"));
         assert_eq!(report["n_runs"], 2);
         assert_eq!(report["unfinished"][0]["state"], "diverged");

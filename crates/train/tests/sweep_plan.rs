@@ -14,7 +14,7 @@ use attnlab_train::sweep::{self, PlannedRun, Shard};
 fn plan(dir: &Path, bases: &[&str], grid: &str) -> anyhow::Result<Vec<PlannedRun>> {
     let cfg = "seed = 1\n[model]\nkind = \"gpt\"\nmetric = \"dot\"\nn_layer = 1\nn_head = 2\nn_embd = 16\n\
                [task]\nkind = \"recall\"\nvocab_size = 16\nseq_len = 16\nn_pairs = 2\n\
-               [train]\nsteps = 10\nbatch_size = 4\n";
+               [train]\nsteps = 10\nbatch_size = 4\nlr = 0.001\n";
     fs::write(dir.join("recall.toml"), cfg)?;
     let mut text = String::new();
     for (i, b) in bases.iter().enumerate() {
@@ -63,7 +63,6 @@ fn names_are_short_safe_and_distinct() -> anyhow::Result<()> {
     let names: Vec<&str> = colliding.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names.len(), 2);
     assert_ne!(names[0].to_lowercase(), names[1].to_lowercase(), "{names:?}");
-    assert!(names.iter().all(|n| n.starts_with("a_b-")), "{names:?}");
     let cased = plan(tmp.path(), &["Run", "run"], "")?;
     assert_ne!(cased[0].name.to_lowercase(), cased[1].name.to_lowercase(), "names differing in case only collide on macOS");
     Ok(())

@@ -86,7 +86,7 @@ pub fn check_planned(run: &PlannedRun, dir: &Path) -> Result<()> {
 pub struct Failure {
     /// The run name.
     pub name: String,
-    /// Optimiser steps completed before the failure (from `metrics.jsonl`; 0 if none).
+    /// The step (1-based) that failed: one past the last step in `metrics.jsonl`.
     pub step: usize,
     /// Whether the loss became non-finite (the run diverged) rather than another error.
     pub diverged: bool,
@@ -99,7 +99,8 @@ impl Failure {
     pub fn record(name: &str, dir: &Path, error: &anyhow::Error) -> Result<Failure> {
         let step = rundir::read_metrics(dir)
             .map(|lines| lines.iter().filter(|l| l.split == rundir::Split::Train).map(|l| l.step).max().unwrap_or(0))
-            .unwrap_or(0);
+            .unwrap_or(0)
+            + 1;
         let error = format!("{error:#}");
         let diverged = error.contains("diverged") || error.contains("non-finite");
         let failure = Failure { name: name.to_string(), step, diverged, error };
