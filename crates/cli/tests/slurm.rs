@@ -22,7 +22,11 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
-        let out = Command::new(repo().join("scripts/slurm_cluster.sh")).arg("start").arg(dir).output().expect("run slurm_cluster.sh");
+        let out = Command::new(repo().join("scripts/slurm_cluster.sh"))
+            .arg("start")
+            .arg(dir)
+            .output()
+            .expect("run slurm_cluster.sh");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let conf = stdout.lines().find_map(|l| l.strip_prefix("SLURM_CONF=")).map(str::to_string);
         let cluster = Cluster { dir: dir.to_path_buf(), conf: conf.clone().unwrap_or_default() };

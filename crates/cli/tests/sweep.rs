@@ -102,7 +102,10 @@ fn a_diverging_run_is_recorded_and_the_others_finish() {
             assert_eq!(json(&out.join("runs").join(ok_run).join("summary.json"))["steps"], 10, "{ok_run}");
         }
         let md = fs::read_to_string(out.join("report/report.md")).expect("report.md");
-        assert!(md.contains("## Runs that did not finish") && md.contains("| tiny_lr-100000000_0 | diverged |"), "{md}");
+        assert!(
+            md.contains("## Runs that did not finish") && md.contains("| tiny_lr-100000000_0 | diverged |"),
+            "{md}"
+        );
         let report = json(&out.join("report/report.json"));
         assert_eq!(report["n_runs"], 2);
         assert_eq!(report["unfinished"][0]["state"], "diverged");
@@ -138,10 +141,21 @@ fn shards_train_each_run_once_and_report_only_merges_them() {
 #[test]
 fn a_killed_jobs_claim_is_taken_over_and_the_run_resumed() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let sweep = tiny_sweep(tmp.path(), "set = { \"train.steps\" = 400, \"train.ckpt_interval\" = 10, \"train.eval_interval\" = 200 }");
+    let sweep = tiny_sweep(
+        tmp.path(),
+        "set = { \"train.steps\" = 400, \"train.ckpt_interval\" = 10, \"train.eval_interval\" = 200 }",
+    );
     let out = tmp.path().join("sw");
     let run = out.join("runs/tiny");
-    let mut parent = bin().arg("sweep").arg(&sweep).arg("--out").arg(&out).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut parent = bin()
+        .arg("sweep")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let start = Instant::now();
     while !run.join("last/model.safetensors").is_file() {
         assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint after 60 s");
@@ -179,7 +193,10 @@ fn long_and_colliding_names_are_made_safe_before_training() {
     let sweep = tiny_sweep(tmp.path(), &grid);
     let out = tmp.path().join("sw");
     let listing = ok(&sweep_cmd(&sweep, &out, &["--dry-run"]));
-    let names: Vec<String> = listing.lines().map(|l| Path::new(l).file_name().expect("name").to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = listing
+        .lines()
+        .map(|l| Path::new(l).file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names.len(), 2);
     assert!(names.iter().all(|n| n.len() <= 96), "{names:?}");
     ok(&sweep_cmd(&sweep, &out, &[]));

@@ -48,12 +48,19 @@ impl Unfinished {
 }
 
 fn markdown(list: &[Unfinished]) -> String {
-    let mut md = format!("\n{HEADING}\n\nLeft out of every table and picture above.\n\n| run | state | step | why |\n|---|---|---|---|\n");
+    let mut md = format!(
+        "\n{HEADING}\n\nLeft out of every table and picture above.\n\n| run | state | step | why |\n|---|---|---|---|\n"
+    );
     for u in list {
         let row = match u {
             Unfinished::Failed(f) => {
                 let state = if f.diverged { "diverged" } else { "failed" };
-                format!("| {} | {state} | {} | {} |\n", f.name, f.step, f.error.replace('|', "\\|").replace('\n', " "))
+                format!(
+                    "| {} | {state} | {} | {} |\n",
+                    f.name,
+                    f.step,
+                    f.error.replace('|', "\\|").replace('\n', " ")
+                )
             }
             Unfinished::NotFinished { name, state } => format!("| {name} | {state} | - | - |\n"),
         };
@@ -73,7 +80,8 @@ pub fn write(report_dir: &Path, list: &[Unfinished], alone: bool) -> Result<()> 
         ("# Report\n\nNo run has finished.\n".to_string(), json!({"n_runs": 0, "groups": []}))
     } else {
         let md = fs::read_to_string(&md_path).with_context(|| format!("reading {}", md_path.display()))?;
-        let text = fs::read_to_string(&json_path).with_context(|| format!("reading {}", json_path.display()))?;
+        let text =
+            fs::read_to_string(&json_path).with_context(|| format!("reading {}", json_path.display()))?;
         let json = serde_json::from_str(&text).with_context(|| format!("parsing {}", json_path.display()))?;
         (md, json)
     };
@@ -84,5 +92,6 @@ pub fn write(report_dir: &Path, list: &[Unfinished], alone: bool) -> Result<()> 
         obj.insert("unfinished".into(), Value::Array(list.iter().map(Unfinished::to_json).collect()));
     }
     fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
-    fs::write(&json_path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", json_path.display()))
+    fs::write(&json_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", json_path.display()))
 }

@@ -30,7 +30,11 @@ fn smoke_sweep() -> anyhow::Result<SweepFile> {
 }
 
 fn in_process(opts: &TrainOptions) -> SweepOptions {
-    SweepOptions { executor: Executor::InProcess(opts.clone()), shard: Shard::ALL, retry: RetryPolicy::default() }
+    SweepOptions {
+        executor: Executor::InProcess(opts.clone()),
+        shard: Shard::ALL,
+        retry: RetryPolicy::default(),
+    }
 }
 
 /// Trains the sweep in this process, then writes the report of every run to `out/report`.

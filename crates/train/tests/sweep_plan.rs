@@ -18,7 +18,10 @@ fn plan(dir: &Path, bases: &[&str], grid: &str) -> anyhow::Result<Vec<PlannedRun
     fs::write(dir.join("recall.toml"), cfg)?;
     let mut text = String::new();
     for (i, b) in bases.iter().enumerate() {
-        text.push_str(&format!("[[base]]\nconfig = \"recall.toml\"\nname = \"{b}\"\nset = {{ seed = {} }}\n", i + 1));
+        text.push_str(&format!(
+            "[[base]]\nconfig = \"recall.toml\"\nname = \"{b}\"\nset = {{ seed = {} }}\n",
+            i + 1
+        ));
     }
     text.push_str(grid);
     let path = dir.join("sweep.toml");
@@ -41,8 +44,12 @@ fn metric_all_lists_every_metric() -> anyhow::Result<()> {
 #[test]
 fn identical_configs_are_refused_by_name() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let err = plan(tmp.path(), &["r"], "[grid]\n\"model.metric\" = [\"dot\", \"idw\", \"neglog\"]\nseed = [1, 2]\n")
-        .expect_err("idw and neglog are one metric");
+    let err = plan(
+        tmp.path(),
+        &["r"],
+        "[grid]\n\"model.metric\" = [\"dot\", \"idw\", \"neglog\"]\nseed = [1, 2]\n",
+    )
+    .expect_err("idw and neglog are one metric");
     let msg = format!("{err:#}");
     assert!(msg.contains("r_metric-idw_seed-1") && msg.contains("r_metric-neglog_seed-1"), "{msg}");
     assert!(msg.contains("identical configurations"), "{msg}");
@@ -64,15 +71,21 @@ fn names_are_short_safe_and_distinct() -> anyhow::Result<()> {
     assert_eq!(names.len(), 2);
     assert_ne!(names[0].to_lowercase(), names[1].to_lowercase(), "{names:?}");
     let cased = plan(tmp.path(), &["Run", "run"], "")?;
-    assert_ne!(cased[0].name.to_lowercase(), cased[1].name.to_lowercase(), "names differing in case only collide on macOS");
+    assert_ne!(
+        cased[0].name.to_lowercase(),
+        cased[1].name.to_lowercase(),
+        "names differing in case only collide on macOS"
+    );
     Ok(())
 }
 
 #[test]
 fn shards_partition_the_runs_whatever_the_grid_order() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let grid = "[grid]\n\"model.metric\" = [\"dot\", \"idw\", \"cosine\", \"rbf\"]\nseed = [1, 2, 3, 4, 5, 6]\n";
-    let reordered = "[grid]\nseed = [3, 1, 2, 6, 5, 4]\n\"model.metric\" = [\"rbf\", \"cosine\", \"idw\", \"dot\"]\n";
+    let grid =
+        "[grid]\n\"model.metric\" = [\"dot\", \"idw\", \"cosine\", \"rbf\"]\nseed = [1, 2, 3, 4, 5, 6]\n";
+    let reordered =
+        "[grid]\nseed = [3, 1, 2, 6, 5, 4]\n\"model.metric\" = [\"rbf\", \"cosine\", \"idw\", \"dot\"]\n";
     let a = plan(tmp.path(), &["p"], grid)?;
     let b = plan(tmp.path(), &["p"], reordered)?;
     assert_eq!(a.len(), 24);

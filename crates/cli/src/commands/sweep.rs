@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use attnlab_train::interrupt;
 use attnlab_train::sweep::jobs::{Executor, SweepOptions};
 use attnlab_train::sweep::one::RetryPolicy;
 use attnlab_train::sweep::{self, Outcome, Shard};
-use attnlab_train::interrupt;
 use clap::Args;
 
 /// Arguments of `attnlab sweep`.
@@ -50,7 +50,9 @@ pub struct SweepArgs {
 /// the runs that failed.
 pub fn run(args: SweepArgs) -> Result<()> {
     let (file, runs) = sweep::load(&args.sweep)?;
-    let Some(out) = args.out.clone().or(file.out) else { bail!("the sweep file has no `out`; give --out DIR") };
+    let Some(out) = args.out.clone().or(file.out) else {
+        bail!("the sweep file has no `out`; give --out DIR")
+    };
     let shard = args.shard.unwrap_or(Shard::ALL);
     if args.dry_run {
         let mut stdout = std::io::stdout().lock();
@@ -95,9 +97,5 @@ pub fn run(args: SweepArgs) -> Result<()> {
         args.jobs,
         result.peak_rss_mib.map(|m| format!("{m:.0} MiB (sum of the jobs)")).unwrap_or("unknown".into()),
     );
-    if shard == Shard::ALL {
-        report::write(&runs, &out)
-    } else {
-        report::fail_on_failures(&result.outcomes)
-    }
+    if shard == Shard::ALL { report::write(&runs, &out) } else { report::fail_on_failures(&result.outcomes) }
 }

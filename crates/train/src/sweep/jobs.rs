@@ -123,16 +123,23 @@ fn write_plan(runs: &[PlannedRun], out: &Path) -> Result<()> {
         .collect();
     let path = out.join("sweep.json");
     let tmp = out.join(format!(".sweep.json.{}.tmp", std::process::id()));
-    fs::write(&tmp, serde_json::to_vec_pretty(&plan)?).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::write(&tmp, serde_json::to_vec_pretty(&plan)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn in_process(runs: &[&PlannedRun], out: &Path, train: &TrainOptions, retry: RetryPolicy) -> Result<SweepResult> {
+fn in_process(
+    runs: &[&PlannedRun],
+    out: &Path,
+    train: &TrainOptions,
+    retry: RetryPolicy,
+) -> Result<SweepResult> {
     let mut progress = SweepProgress::new(runs.len());
     let mut outcomes = Vec::new();
     for run in runs {
         progress.start(&run.name, run.config.train.steps);
-        let outcome = run_one(run, &run.dir(out), train, retry).with_context(|| format!("sweep run {}", run.name));
+        let outcome =
+            run_one(run, &run.dir(out), train, retry).with_context(|| format!("sweep run {}", run.name));
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -245,7 +252,11 @@ impl Children<'_> {
         let logs = self.out.join("logs");
         fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         let log = logs.join(format!("{}.log", run.name));
-        let log_file = File::options().create(true).append(true).open(&log).with_context(|| format!("opening {}", log.display()))?;
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let dir = run.dir(self.out);
         let mut child = Command::new(self.exe)
             .arg("--threads")

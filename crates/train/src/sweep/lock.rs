@@ -59,7 +59,9 @@ pub fn try_claim(dir: &Path) -> Result<Option<RunClaim>> {
     let mut previous = String::new();
     file.read_to_string(&mut previous).with_context(|| format!("reading {}", path.display()))?;
     let previous = previous.trim().to_string();
-    file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).with_context(|| format!("writing {}", path.display()))?;
+    file.set_len(0)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(holder_text().as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     let took_over = (!previous.is_empty()).then_some(previous);
     Ok(Some(RunClaim { file, path, took_over }))

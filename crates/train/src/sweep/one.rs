@@ -97,6 +97,7 @@ pub fn run_one(run: &PlannedRun, dir: &Path, opts: &TrainOptions, retry: RetryPo
 
 /// The planned run a record describes (what a child process is given on its stdin).
 pub fn planned_run(rec: PlannedRecord) -> Result<PlannedRun> {
-    let config = RunConfig::from_value(rec.config).with_context(|| format!("the plan of run `{}`", rec.name))?;
+    let config =
+        RunConfig::from_value(rec.config).with_context(|| format!("the plan of run `{}`", rec.name))?;
     Ok(PlannedRun { name: rec.name, base: rec.base, grid: rec.grid, config })
 }

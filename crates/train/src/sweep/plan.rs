@@ -68,7 +68,12 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
             let label = format!("{base_name} {}", serde_json::to_string(combo)?);
             let config =
                 RunConfig::from_value(v).with_context(|| format!("run {label} (base {})", path.display()))?;
-            runs.push(PlannedRun { name: String::new(), base: base_name.clone(), grid: combo.clone(), config });
+            runs.push(PlannedRun {
+                name: String::new(),
+                base: base_name.clone(),
+                grid: combo.clone(),
+                config,
+            });
         }
     }
     assign_names(&mut runs)?;

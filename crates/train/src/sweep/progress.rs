@@ -77,7 +77,8 @@ impl SweepProgress {
                     bar.set_position(*step as u64);
                 }
             }
-            let eta = self.estimate(partial).map(|d| format!("{:.0}s", d.as_secs_f64())).unwrap_or("?".into());
+            let eta =
+                self.estimate(partial).map(|d| format!("{:.0}s", d.as_secs_f64())).unwrap_or("?".into());
             total.set_message(eta);
         }
     }
@@ -90,7 +91,9 @@ impl SweepProgress {
             Outcome::Resumed => "resumed and finished".to_string(),
             Outcome::Trained => "trained".to_string(),
             Outcome::Failed { failure } => failure.line(),
-            Outcome::Busy { holder } => format!("left alone: claimed by {}", holder.as_deref().unwrap_or("another process")),
+            Outcome::Busy { holder } => {
+                format!("left alone: claimed by {}", holder.as_deref().unwrap_or("another process"))
+            }
         };
         match &self.bars {
             Some((multi, total)) => {

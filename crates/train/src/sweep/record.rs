@@ -31,7 +31,12 @@ pub struct PlannedRecord {
 impl PlannedRecord {
     /// The record of `run`.
     pub fn of(run: &PlannedRun) -> Result<Self> {
-        Ok(Self { name: run.name.clone(), base: run.base.clone(), grid: run.grid.clone(), config: run.config.to_value()? })
+        Ok(Self {
+            name: run.name.clone(),
+            base: run.base.clone(),
+            grid: run.grid.clone(),
+            config: run.config.to_value()?,
+        })
     }
 }
 

@@ -41,8 +41,10 @@ impl FromStr for Shard {
     /// Parses `I/N` with `1 <= I <= N`.
     fn from_str(s: &str) -> Result<Self> {
         let Some((i, n)) = s.split_once('/') else { bail!("--shard `{s}`: expected I/N, e.g. 1/4") };
-        let index: usize = i.trim().parse().with_context(|| format!("--shard `{s}`: `{i}` is not a number"))?;
-        let count: usize = n.trim().parse().with_context(|| format!("--shard `{s}`: `{n}` is not a number"))?;
+        let index: usize =
+            i.trim().parse().with_context(|| format!("--shard `{s}`: `{i}` is not a number"))?;
+        let count: usize =
+            n.trim().parse().with_context(|| format!("--shard `{s}`: `{n}` is not a number"))?;
         if count == 0 || index == 0 || index > count {
             bail!("--shard `{s}`: need 1 <= I <= N (shards are numbered from 1, as Slurm's --array=1-N)")
         }

@@ -10,7 +10,8 @@ use attnlab_train::sweep::{PlannedRun, RunState, Shard};
 /// `--shard I/N`, shards are those of N and the runs of shard I are marked `*`.
 pub fn print(runs: &[PlannedRun], out: &Path, shard: Shard) -> Result<()> {
     let mut counts = [0usize; 5];
-    let states = [RunState::Finished, RunState::Running, RunState::Interrupted, RunState::Pending, RunState::Failed];
+    let states =
+        [RunState::Finished, RunState::Running, RunState::Interrupted, RunState::Pending, RunState::Failed];
     let mut stdout = std::io::stdout().lock();
     for run in runs {
         let dir = run.dir(out);

@@ -20,7 +20,9 @@ pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
             RunState::Failed => missing.push(Unfinished::Failed(
                 Failure::read(&dir).unwrap_or_else(|| failure_unreadable(&run.name)),
             )),
-            state => missing.push(Unfinished::NotFinished { name: run.name.clone(), state: state.name().into() }),
+            state => {
+                missing.push(Unfinished::NotFinished { name: run.name.clone(), state: state.name().into() })
+            }
         }
     }
     let report_dir = sweep::report_dir(out);
