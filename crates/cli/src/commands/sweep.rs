@@ -75,7 +75,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
     }
     interrupt::install_handler()?;
     let exe = std::env::current_exe().context("locating the attnlab binary for the sweep's jobs")?;
-    let threads = (crate::runtime::current() / args.jobs).max(1);
+    let threads = (candle_core::utils::get_num_threads() / args.jobs).max(1);
     let opts = SweepOptions {
         executor: Executor::Children { exe, jobs: args.jobs, threads },
         shard,

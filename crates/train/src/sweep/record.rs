@@ -103,7 +103,9 @@ impl Failure {
     /// Records `error` as the failure of the run in `dir`.
     pub fn record(name: &str, dir: &Path, error: &anyhow::Error) -> Result<Failure> {
         let step = rundir::read_metrics(dir)
-            .map(|lines| lines.iter().filter(|l| l.split == rundir::Split::Train).map(|l| l.step).max().unwrap_or(0))
+            .map(|lines| {
+                lines.iter().filter(|l| l.split == rundir::Split::Train).map(|l| l.step).max().unwrap_or(0)
+            })
             .unwrap_or(0)
             + 1;
         let error = format!("{error:#}");
