@@ -6,9 +6,11 @@ use crate::fused;
 use crate::layers::{INIT_STD, Linear, linear};
 use crate::metric::{MetricLayer, MetricSpec};
 use crate::params::ParamBuilder;
+use crate::qk::{QkNorm, QkTransform, Rope};
 use crate::route::{self, Job, Route};
 
-/// Per-head queries and keys of one attention layer, `(b, h, t, d)` each, kept for analysis.
+/// Per-head queries and keys of one attention layer as the metric sees them (after qk-norm and
+/// RoPE), `(b, h, t, d)` each, kept for analysis.
 #[derive(Debug, Clone)]
 pub struct AttnProbe {
     /// Queries `(b, h, t, d)`.
@@ -18,29 +20,41 @@ pub struct AttnProbe {
 }
 
 /// Multi-head attention `(b, t, c) -> (b, t, c)`:
-/// `o_proj(concat_h(softmax(s(q_h, k_h) + mask) v_h))` with `q = q_proj(x)` etc.
+/// `o_proj(concat_h(softmax(s(q_h, k_h) + mask) v_h))` with `q = qk(q_proj(x))`, `k = qk(k_proj(x))`
+/// (`qk`: qk-norm then RoPE, [`QkTransform`]) and `v = v_proj(x)`.
 #[derive(Debug, Clone)]
 pub struct MetricAttention {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    qk: QkTransform,
     metric: MetricLayer,
     n_head: usize,
 }
 
+/// How an attention layer treats queries and keys before its metric.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QkOptions {
+    /// Per-head qk-norm.
+    pub norm: QkNorm,
+    /// RoPE, if on.
+    pub rope: Option<Rope>,
+}
+
 impl MetricAttention {
-    /// Creates `q_proj`, `k_proj`, `v_proj`, `o_proj` and `metric.*` under `pb`;
-    /// `o_std` is the std of the output projection.
+    /// Creates `q_proj`, `k_proj`, `v_proj`, `o_proj`, `metric.*` (and for `rms_gain`
+    /// `q_norm`, `k_norm`) under `pb`; `o_std` is the std of the output projection.
     pub fn new(
         c: usize,
         n_head: usize,
         bias: bool,
-        spec: &MetricSpec,
+        (spec, qk): (&MetricSpec, QkOptions),
         o_std: f64,
         pb: &ParamBuilder,
     ) -> Result<Self> {
         Ok(Self {
+            qk: QkTransform::new(qk.norm, qk.rope, c / n_head, pb)?,
             q_proj: linear(c, c, bias, INIT_STD, &pb.pp("q_proj"))?,
             k_proj: linear(c, c, bias, INIT_STD, &pb.pp("k_proj"))?,
             v_proj: linear(c, c, bias, INIT_STD, &pb.pp("v_proj"))?,
@@ -53,6 +67,11 @@ impl MetricAttention {
     /// The metric layer.
     pub fn metric(&self) -> &MetricLayer {
         &self.metric
+    }
+
+    /// The qk-norm and RoPE in front of the metric.
+    pub fn qk(&self) -> &QkTransform {
+        &self.qk
     }
 
     /// Applies attention to `x` `(b, t, c)` under an additive `(t, t)` mask, along the route
@@ -85,14 +104,16 @@ impl MetricAttention {
         };
         let q = heads(self.q_proj.forward(x)?)?;
         let k = heads(self.k_proj.forward(x)?)?;
+        let (q, k) = self.qk.heads(&q, &k, 0)?;
         let v = heads(self.v_proj.forward(x)?)?;
         let y = self.metric.attend(&q, &k, &v, mask)?; // (b, h, t, d)
         let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (b, t, c)
         Ok((y, AttnProbe { q: q.detach(), k: k.detach() }))
     }
 
-    /// The packed route: one linear map to packed `[q | k | v]` `(b, t, 3c)` and the packed
-    /// self-attention kernel, `(b, t, c)` before `o_proj`; `None` where the kernels decline.
+    /// The packed route: one linear map to packed `[q | k | v]` `(b, t, 3c)`, the fused qk-norm
+    /// and RoPE on it, and the packed self-attention kernel, `(b, t, c)` before `o_proj`; `None`
+    /// where the kernels decline.
     fn forward_packed(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
         let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
         let w = Tensor::cat(&projs.map(|p| p.weight()), 0)?; // (3c, c)
@@ -101,6 +122,7 @@ impl MetricAttention {
             _ => None,
         };
         let Some(qkv) = fused::linear(x, &w, b.as_ref())? else { return Ok(None) };
+        let qkv = self.qk.packed(&qkv, self.n_head)?;
         route::packed_self_attention(&self.metric, &qkv, self.n_head, mask)
     }
 }

@@ -4,10 +4,11 @@ use candle_core::{D, IndexOp, Module, Result, Tensor, bail};
 use candle_nn::Embedding;
 use serde::{Deserialize, Serialize};
 
-use crate::attention::{AttnProbe, MetricAttention};
+use crate::attention::{AttnProbe, MetricAttention, QkOptions};
 use crate::layers::{INIT_STD, Linear, Mlp, Norm, NormKind, linear};
 use crate::metric::{MetricSpec, causal_mask};
 use crate::params::{Init, ParamBuilder};
+use crate::qk::{PosKind, PosSpec, QkSpec, Rope};
 
 fn default_mlp_ratio() -> usize {
     4
@@ -24,7 +25,7 @@ fn default_true() -> bool {
 pub struct GptConfig {
     /// Number of token ids.
     pub vocab_size: usize,
-    /// Longest context (number of learned positions).
+    /// Longest context.
     pub block_size: usize,
     /// Number of transformer blocks.
     pub n_layer: usize,
@@ -50,6 +51,12 @@ pub struct GptConfig {
     /// The attention metric and its parameters.
     #[serde(flatten)]
     pub attention: MetricSpec,
+    /// qk-norm and the norm in front of attention.
+    #[serde(flatten)]
+    pub qk: QkSpec,
+    /// Positions: learned, RoPE or none.
+    #[serde(flatten)]
+    pub pos: PosSpec,
 }
 
 impl GptConfig {
@@ -67,7 +74,21 @@ impl GptConfig {
             bias: false,
             tied_embeddings: true,
             attention: MetricSpec::default(),
+            qk: QkSpec::default(),
+            pos: PosSpec::default(),
         }
+    }
+
+    /// What the attention layers do to queries and keys (RoPE only for `pos = rope`).
+    pub fn qk_options(&self) -> Result<QkOptions> {
+        let rope = match self.pos.pos {
+            PosKind::Rope => {
+                let rot = self.pos.rotated_dims(self.n_embd / self.n_head)?;
+                Some(Rope { rot, base: self.pos.rope_base })
+            }
+            PosKind::Learned | PosKind::None => None,
+        };
+        Ok(QkOptions { norm: self.qk.qk_norm, rope })
     }
 
     /// Rejects a config that does not make sense, naming the field.
@@ -90,11 +111,13 @@ impl GptConfig {
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
             bail!("model.norm_eps must be > 0, got {}", self.norm_eps)
         }
+        self.pos.validate(self.n_embd / self.n_head)?;
         self.attention.validate().map_err(|e| candle_core::Error::Msg(format!("model.{e}")))
     }
 }
 
-/// One pre-norm block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+/// One pre-norm block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))` (`ln_1` is the identity
+/// when `attn_norm = false`).
 #[derive(Debug, Clone)]
 pub struct Block {
     ln_1: Norm,
@@ -108,9 +131,11 @@ impl Block {
     pub fn new(cfg: &GptConfig, pb: &ParamBuilder) -> Result<Self> {
         let c = cfg.n_embd;
         let resid_std = INIT_STD / (2.0 * cfg.n_layer as f64).sqrt();
+        let attn_norm = if cfg.qk.attn_norm { cfg.norm } else { NormKind::None };
+        let qk = (&cfg.attention, cfg.qk_options()?);
         Ok(Self {
-            ln_1: Norm::new(cfg.norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_1"))?,
-            attn: MetricAttention::new(c, cfg.n_head, cfg.bias, &cfg.attention, resid_std, &pb.pp("attn"))?,
+            ln_1: Norm::new(attn_norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_1"))?,
+            attn: MetricAttention::new(c, cfg.n_head, cfg.bias, qk, resid_std, &pb.pp("attn"))?,
             ln_2: Norm::new(cfg.norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_2"))?,
             mlp: Mlp::new(c, cfg.mlp_ratio * c, cfg.bias, resid_std, &pb.pp("mlp"))?,
         })
@@ -140,7 +165,8 @@ impl Block {
 pub struct Gpt {
     cfg: GptConfig,
     wte: Embedding,
-    wpe: Embedding,
+    /// Learned positions (`pos = learned`).
+    wpe: Option<Embedding>,
     blocks: Vec<Block>,
     ln_f: Norm,
     lm_head: Linear,
@@ -153,7 +179,13 @@ impl Gpt {
         cfg.validate()?;
         let c = cfg.n_embd;
         let wte_w = pb.pp("wte").var("weight", (cfg.vocab_size, c), Init::Normal { std: INIT_STD })?;
-        let wpe_w = pb.pp("wpe").var("weight", (cfg.block_size, c), Init::Normal { std: INIT_STD })?;
+        let wpe = match cfg.pos.pos {
+            PosKind::Learned => {
+                let w = pb.pp("wpe").var("weight", (cfg.block_size, c), Init::Normal { std: INIT_STD })?;
+                Some(Embedding::new(w, c))
+            }
+            PosKind::Rope | PosKind::None => None,
+        };
         let blocks =
             (0..cfg.n_layer).map(|i| Block::new(cfg, &pb.pp("blocks").pp(i))).collect::<Result<Vec<_>>>()?;
         let ln_f = Norm::new(cfg.norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_f"))?;
@@ -162,14 +194,7 @@ impl Gpt {
         } else {
             linear(c, cfg.vocab_size, false, INIT_STD, &pb.pp("lm_head"))?
         };
-        Ok(Self {
-            cfg: cfg.clone(),
-            wte: Embedding::new(wte_w, c),
-            wpe: Embedding::new(wpe_w, c),
-            blocks,
-            ln_f,
-            lm_head,
-        })
+        Ok(Self { cfg: cfg.clone(), wte: Embedding::new(wte_w, c), wpe, blocks, ln_f, lm_head })
     }
 
     /// The configuration.
@@ -209,14 +234,17 @@ impl Gpt {
         Ok((self.lm_head.forward(&self.ln_f.forward(&x)?)?, probes))
     }
 
-    /// Token plus position embeddings `(b, t, c)` of `idx` `(b, t)`, and the causal mask.
+    /// Token (plus learned position) embeddings `(b, t, c)` of `idx` `(b, t)`, and the causal mask.
     fn embed(&self, idx: &Tensor) -> Result<(Tensor, Tensor)> {
         let (_b, t) = idx.dims2()?;
         if t > self.cfg.block_size {
             bail!("sequence of {t} tokens is longer than block_size {}", self.cfg.block_size)
         }
-        let pos = Tensor::arange(0u32, t as u32, idx.device())?;
-        let x = self.wte.forward(idx)?.broadcast_add(&self.wpe.forward(&pos)?)?; // (b, t, c)
+        let x = self.wte.forward(idx)?; // (b, t, c)
+        let x = match &self.wpe {
+            Some(wpe) => x.broadcast_add(&wpe.forward(&Tensor::arange(0u32, t as u32, idx.device())?)?)?,
+            None => x,
+        };
         Ok((x, causal_mask(t, idx.device())?))
     }
 

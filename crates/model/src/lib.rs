@@ -14,11 +14,12 @@ pub mod metric;
 pub mod model;
 pub mod params;
 pub mod prototype;
+pub mod qk;
 pub mod route;
 pub mod sample;
 pub mod set_regressor;
 
-pub use attention::{AttnProbe, MetricAttention};
+pub use attention::{AttnProbe, MetricAttention, QkOptions};
 pub use checkpoint::Checkpoint;
 pub use gpt::{Gpt, GptConfig};
 pub use layers::NormKind;
@@ -26,6 +27,7 @@ pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask,
 pub use model::{Model, ModelConfig};
 pub use params::{Init, ParamBuilder, ParamStore};
 pub use prototype::{Augmented, PrototypeConfig, PrototypeNet, key_distances};
+pub use qk::{PosKind, PosSpec, QkNorm, QkSpec};
 pub use route::{Job, Route};
 pub use sample::{Sampling, generate};
 pub use set_regressor::{SetRegressor, SetRegressorConfig};

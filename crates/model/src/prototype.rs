@@ -122,13 +122,13 @@ impl PrototypeNet {
             let keys = pb.var("keys", (p, f), Init::Normal { std: (2.0 / f as f64).sqrt() })?;
             (keys, pb.var("values", (p, k), Init::Normal { std: (2.0 / k as f64).sqrt() })?)
         };
-        let metric = MetricLayer::new(&cfg.attention, 1, f, &pb.pp("metric"))?;
-        // The paper's scales: dot 1/sqrt(p), distances 1 (metrics without a scale ignore it).
-        let metric = match cfg.attention.metric.input() {
-            Input::Dot => metric.with_scale(1.0 / (p as f64).sqrt()),
-            Input::SqDist | Input::DistPow => metric.with_scale(1.0),
-            Input::UnitDot => metric,
+        // The paper's scales: dot 1/sqrt(p), distances 1 (metrics without a scale ignore it);
+        // `attn_scale` replaces them.
+        let default_scale = match cfg.attention.metric.input() {
+            Input::Dot => 1.0 / (p as f64).sqrt(),
+            Input::SqDist | Input::DistPow | Input::UnitDot => 1.0,
         };
+        let metric = MetricLayer::with_default_scale(&cfg.attention, 1, default_scale, &pb.pp("metric"))?;
         Ok(Self { cfg: cfg.clone(), keys, values, metric })
     }
 

@@ -96,7 +96,7 @@ pub(crate) fn packed_self_attention(
     n_head: usize,
     mask: Option<&Tensor>,
 ) -> Result<Option<Tensor>> {
-    fused::self_attention(layer.kernel_fn(), qkv, n_head, layer.kernel_head_param(), mask)
+    fused::self_attention(layer.kernel_fn(), qkv, n_head, layer.kernel_head_param()?.as_ref(), mask)
 }
 
 /// The tiles kernel on per-head tensors (rows scaled to unit norm first for `cosine`).
@@ -111,7 +111,7 @@ fn attention_tiles(
         Input::UnitDot => (unit_rows(q)?, unit_rows(k)?),
         Input::Dot | Input::SqDist | Input::DistPow => (q.clone(), k.clone()),
     };
-    fused::attention(layer.kernel_fn(), &q, &k, v, layer.kernel_head_param(), mask)
+    fused::attention(layer.kernel_fn(), &q, &k, v, layer.kernel_head_param()?.as_ref(), mask)
 }
 
 /// The weights kernel: one matrix product (of unit rows for `cosine`) and, for distances, the
@@ -134,5 +134,11 @@ fn weights_kernel(
     } else {
         None
     };
-    fused::attention_weights(layer.kernel_fn(), &qk, norms.as_ref(), layer.kernel_head_param(), mask)
+    fused::attention_weights(
+        layer.kernel_fn(),
+        &qk,
+        norms.as_ref(),
+        layer.kernel_head_param()?.as_ref(),
+        mask,
+    )
 }

@@ -12,6 +12,7 @@ use crate::gpt::{Block, GptConfig};
 use crate::layers::{INIT_STD, Linear, Norm, NormKind, linear};
 use crate::metric::{MetricSpec, context_mask};
 use crate::params::ParamBuilder;
+use crate::qk::{PosKind, PosSpec, QkSpec};
 
 fn default_mlp_ratio() -> usize {
     4
@@ -47,6 +48,9 @@ pub struct SetRegressorConfig {
     /// The attention metric and its parameters.
     #[serde(flatten)]
     pub attention: MetricSpec,
+    /// qk-norm and the norm in front of attention (a set has no positions: no `pos` keys).
+    #[serde(flatten)]
+    pub qk: QkSpec,
 }
 
 impl SetRegressorConfig {
@@ -62,6 +66,7 @@ impl SetRegressorConfig {
             norm_eps: 1e-5,
             bias: false,
             attention: MetricSpec::default(),
+            qk: QkSpec::default(),
         }
     }
 
@@ -89,6 +94,8 @@ impl SetRegressorConfig {
             bias: self.bias,
             tied_embeddings: false,
             attention: self.attention.clone(),
+            qk: self.qk.clone(),
+            pos: PosSpec { pos: PosKind::None, ..PosSpec::default() },
         }
     }
 }

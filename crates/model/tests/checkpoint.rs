@@ -145,3 +145,45 @@ fn hub_reference_loads_through_a_loopback_standin() {
     let err = Checkpoint::load_with("hub:not a repo", &Device::Cpu, &opts).err().expect("bad ref");
     assert!(err.to_string().contains("hub:owner/repo"), "{err}");
 }
+
+#[test]
+fn qk_and_position_options_round_trip_and_old_configs_load_with_defaults() {
+    use attnlab_model::{PosKind, QkNorm};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ckpt");
+    let ModelConfig::Gpt(mut c) = config(MetricKind::NegSqEuclid) else { unreachable!("a GPT") };
+    c.qk.qk_norm = QkNorm::RmsGain;
+    c.qk.attn_norm = false;
+    c.pos.pos = PosKind::Rope;
+    c.pos.rope_fraction = 0.5;
+    c.pos.rope_base = 500.0;
+    c.attention.learn_scale = true;
+    c.attention.attn_scale = Some(0.4);
+    let cfg = ModelConfig::Gpt(c);
+    let (model, params) = Model::init(&cfg, 5, &Device::Cpu).expect("init");
+    // Move the learned scale and gains off their initial values, so that loading must read them.
+    for (name, v) in params.vars() {
+        if name.contains("log_scale") || name.contains("_norm.weight") {
+            v.set(&v.as_tensor().affine(1.0, 0.25).expect("shift")).expect("set");
+        }
+    }
+    Checkpoint::save(&dir, &json!({ "model": cfg }), &params, &[]).expect("save");
+    let ckpt = Checkpoint::load(&dir, &Device::Cpu).expect("load");
+    assert_eq!(ckpt.config, cfg);
+    assert_eq!(logits(&ckpt.model), logits(&model));
+    assert!(params.get("blocks.0.attn.metric.log_scale").is_some());
+    assert!(params.get("blocks.0.attn.q_norm.weight").is_some());
+
+    // A config written before these options existed loads with today's defaults.
+    let text = fs::read_to_string(dir.join(CONFIG_FILE)).expect("config");
+    let mut old: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let keys = ["qk_norm", "attn_norm", "pos", "rope_fraction", "rope_base", "attn_scale", "learn_scale"];
+    for key in keys {
+        assert!(old["model"].as_object_mut().expect("model").remove(key).is_some(), "{key} is saved");
+    }
+    let old: ModelConfig = serde_json::from_value(old["model"].clone()).expect("old config");
+    let ModelConfig::Gpt(old) = old else { unreachable!("a GPT") };
+    assert_eq!((old.qk.qk_norm, old.qk.attn_norm, old.pos.pos), (QkNorm::None, true, PosKind::Learned));
+    assert_eq!((old.pos.rope_fraction, old.pos.rope_base), (1.0, 10_000.0));
+    assert_eq!((old.attention.attn_scale, old.attention.learn_scale), (None, false));
+}

@@ -30,6 +30,15 @@ fn specs() -> Vec<(String, MetricSpec)> {
     let mut s = MetricSpec::of(MetricKind::Cosine);
     s.learn_temperature = false;
     out.push(("cosine fixed tau".into(), s));
+    for m in [MetricKind::Dot, MetricKind::NegSqEuclid, MetricKind::NegEuclid] {
+        let mut s = MetricSpec::of(m);
+        s.learn_scale = true;
+        s.attn_scale = Some(0.7);
+        out.push((format!("{m} learned scale"), s));
+    }
+    let mut s = MetricSpec::of(MetricKind::NegSqEuclid);
+    s.attn_scale = Some(1.3);
+    out.push(("neg_sq_euclid attn_scale=1.3".into(), s));
     out
 }
 
@@ -162,7 +171,14 @@ fn fused_gradients_match_finite_differences() -> Result<()> {
 
 #[test]
 fn learned_parameters_get_finite_difference_gradients() -> Result<()> {
-    for (name, spec) in specs().into_iter().filter(|(n, _)| n == "idw learned p" || n == "cosine") {
+    let learned = [
+        "idw learned p",
+        "cosine",
+        "dot learned scale",
+        "neg_sq_euclid learned scale",
+        "neg_euclid learned scale",
+    ];
+    for (name, spec) in specs().into_iter().filter(|(n, _)| learned.contains(&n.as_str())) {
         let s = setup(&spec, 31, false)?;
         let mask = causal_mask(6, &DEV)?;
         let (_, g) = loss_and_grads(&s, Some(&mask), true)?;

@@ -8,5 +8,6 @@ mod fused_layers;
 mod gpt;
 mod interp;
 mod metric;
+mod qk;
 mod route;
 mod util;

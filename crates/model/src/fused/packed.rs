@@ -166,7 +166,7 @@ impl CustomOp2 for Packed {
         let g_qkv = packed.narrow(0, 0, n)?.reshape((b, t, c3))?;
         let g_param = match self.inner.use_param {
             ParamUse::None => None,
-            ParamUse::Temperature | ParamUse::Power => {
+            ParamUse::Temperature | ParamUse::Power | ParamUse::Scale => {
                 Some(packed.narrow(0, n, b * self.h)?.reshape((b, self.h))?.sum(0)?)
             }
         };

@@ -30,8 +30,9 @@ pub struct MetricFn {
 }
 
 impl MetricFn {
-    fn consts(&self) -> Consts<f32> {
-        Consts { scale: self.scale, eps: self.eps }
+    /// The constants of a row: the head's scale (learned or fixed) and eps.
+    fn consts(&self, row: &Row) -> Consts<f32> {
+        Consts { scale: row.scale, eps: self.eps }
     }
 }
 
@@ -43,6 +44,16 @@ pub(super) enum ParamUse {
     Temperature,
     /// Learned power p of `idw`.
     Power,
+    /// Learned score scale of `dot`, `neg_sq_euclid`, `neg_euclid` (`exp(log_scale)`).
+    Scale,
+}
+
+/// The constants of one head: the row parameter (`p / 2` for distance metrics, tau for
+/// `cosine`) and the score scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Head {
+    pub(super) param: f32,
+    pub(super) scale: f32,
 }
 
 impl ParamUse {
@@ -52,17 +63,20 @@ impl ParamUse {
             (HeadParam::Temperature, true) => ParamUse::Temperature,
             (HeadParam::Temperature, false) => bail!("fused `{kind}` attention needs the temperature"),
             (HeadParam::Power, true) => ParamUse::Power,
+            (HeadParam::Scale, true) => ParamUse::Scale,
             (HeadParam::None, true) => bail!("metric `{kind}` takes no per-head parameter"),
-            (HeadParam::None | HeadParam::Power, false) => ParamUse::None,
+            (HeadParam::None | HeadParam::Power | HeadParam::Scale, false) => ParamUse::None,
         })
     }
 
-    /// The row constant of head `hd`: `p / 2` (distance metrics) or tau (cosine).
-    pub(super) fn value(self, f: &MetricFn, param: &[f32], hd: usize) -> f32 {
+    /// The constants of head `hd`.
+    pub(super) fn value(self, f: &MetricFn, param: &[f32], hd: usize) -> Head {
+        let fixed = Head { param: f.power * 0.5, scale: f.scale };
         match self {
-            ParamUse::None => f.power * 0.5,
-            ParamUse::Temperature => param[hd],
-            ParamUse::Power => param[hd] * 0.5,
+            ParamUse::None => fixed,
+            ParamUse::Temperature => Head { param: param[hd], ..fixed },
+            ParamUse::Power => Head { param: param[hd] * 0.5, ..fixed },
+            ParamUse::Scale => Head { scale: param[hd], ..fixed },
         }
     }
 }
@@ -85,8 +99,18 @@ pub(super) struct Row<'a> {
     pub(super) kn: &'a [f32],
     /// `p / 2` for distance metrics, tau for cosine.
     pub(super) param: f32,
-    /// Whether `p` is learned (the power's gradient is wanted).
-    pub(super) learned: bool,
+    /// The head's score scale.
+    pub(super) scale: f32,
+    /// Which per-head parameter's gradient is wanted.
+    pub(super) learned: ParamUse,
+}
+
+impl<'a> Row<'a> {
+    /// The row of a query with squared norm `qn` against keys of squared norms `kn`, in a head
+    /// with constants `head`.
+    pub(super) fn new(qn: f32, kn: &'a [f32], head: Head, learned: ParamUse) -> Self {
+        Row { qn, kn, param: head.param, scale: head.scale, learned }
+    }
 }
 
 /// Writes softmax weights of row `qk[..n]` into `out` (zeros beyond `n` and where `keep` is false);
@@ -116,7 +140,7 @@ fn forward_row_of<M: Metric>(
     scores: Option<&mut [f32]>,
 ) {
     let o = &mut out[..n];
-    let c = f.consts();
+    let c = f.consts(&row);
     let first = |z: f32| match M::NORMALISE {
         Normalise::Direct => M::weight(c, row.param, z),
         Normalise::Softmax | Normalise::SoftmaxBounded => M::score(c, &row.param, z),
@@ -199,37 +223,43 @@ fn backward_row_of<M: Metric>(
     o: &mut [f32],
     scores: Option<&[f32]>,
 ) -> f32 {
-    let (c, h) = (f.consts(), row.param);
+    let (c, h) = (f.consts(&row), row.param);
     let n = o.len();
+    // Whether the head's temperature or scale (which enter the score directly) is learned.
+    let head_grad = match row.learned {
+        ParamUse::Temperature | ParamUse::Scale => true,
+        ParamUse::None | ParamUse::Power => false,
+    };
     match M::INPUT {
         Input::Dot | Input::UnitDot => {
-            let gp = match M::HEAD {
-                HeadParam::Temperature => lanes::fold_sum(n, |j| sg.at(j) * M::dscore_dhead(qk[j])),
-                HeadParam::None | HeadParam::Power => 0.0,
-            };
+            let gp = if head_grad { lanes::fold_sum(n, |j| sg.at(j) * M::dscore_dhead(qk[j])) } else { 0.0 };
             let ds = |z: f32| M::dscore(c, h, z, || M::score(c, &h, z));
             (0..n).for_each(|j| o[j] = sg.at(j) * ds(qk[j]));
             gp
         }
         Input::SqDist => {
             let kn = &row.kn[..n];
+            let mut gp = 0.0;
             for j in 0..n {
                 let r = sq_dist_unclamped(row.qn, kn[j], qk[j]);
                 let z = r.max(0.0);
                 let d = sg.at(j) * M::dscore(c, h, z, || M::score(c, &h, z));
                 o[j] = if r >= 0.0 { -2.0 * d } else { 0.0 };
+                if head_grad {
+                    gp += sg.at(j) * M::dscore_dhead(z);
+                }
             }
-            0.0
+            gp
         }
         Input::DistPow => match (M::KEEP_SCORES, scores) {
             (true, Some(e)) => {
                 let e = &e[..n];
-                with_pow!(h, pw => dist_grads(f, row, qk, sg, o, pw, |j, u| M::dscore(c, h, u, || e[j])))
+                with_pow!(h, pw => dist_grads(f, row, qk, sg, o, pw, |j, u| M::dscore(c, h, u, || e[j]), M::dscore_dhead))
             }
             (true, None) | (false, _) => {
                 with_pow!(h, pw => dist_grads(f, row, qk, sg, o, pw, |_, u| {
                     M::dscore(c, h, u, || M::score(c, &h, u))
-                }))
+                }, M::dscore_dhead))
             }
         },
     }
@@ -252,9 +282,10 @@ impl SoftmaxGrad<'_> {
 
 /// `g_qk = -2 ds ds/du du/dx` (zero where the squared distance was clamped) for one row of a
 /// [`Input::DistPow`] metric with `ds/du` given (as a function of the key index and `u`); returns
-/// the row's gradient of the learned power (`sum ds ds/du u ln(x) / 2`) when the row has one,
-/// else 0. All slices hold the row's `n` keys.
+/// the row's gradient of the learned power (`sum ds ds/du u ln(x) / 2`) or of the learned scale
+/// (`sum ds ds/dscale(u)`, `dsdh`) when the row has one, else 0. All slices hold the row's `n` keys.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn dist_grads<P: PowFn>(
     f: &MetricFn,
     row: Row,
@@ -263,6 +294,7 @@ fn dist_grads<P: PowFn>(
     o: &mut [f32],
     pw: P,
     dsdu: impl Fn(usize, f32) -> f32,
+    dsdh: impl Fn(f32) -> f32,
 ) -> f32 {
     let n = o.len();
     let (qk, kn, w, g) = (&qk[..n], &row.kn[..n], &sg.w[..n], &sg.g[..n]);
@@ -277,14 +309,15 @@ fn dist_grads<P: PowFn>(
         let d = sg.at(j) * dsdu(j, u);
         *o = if r >= 0.0 { -2.0 * d * pw.dudx(x, u) } else { 0.0 };
     }
-    if !row.learned {
-        return 0.0;
+    match row.learned {
+        ParamUse::None | ParamUse::Temperature => 0.0,
+        ParamUse::Power => (0..n)
+            .map(|j| {
+                let x = x_at(j).1;
+                let u = pw.u(x);
+                sg.at(j) * dsdu(j, u) * u * 0.5 * x.ln()
+            })
+            .sum(),
+        ParamUse::Scale => (0..n).map(|j| sg.at(j) * dsdh(pw.u(x_at(j).1))).sum(),
     }
-    (0..n)
-        .map(|j| {
-            let x = x_at(j).1;
-            let u = pw.u(x);
-            sg.at(j) * dsdu(j, u) * u * 0.5 * x.ln()
-        })
-        .sum()
 }

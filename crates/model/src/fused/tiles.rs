@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::mm::{View, matmul};
 use super::rowmask::RowMask;
-use super::rows::{MetricFn, ParamUse, Row, backward_row, forward_row, head_param};
+use super::rows::{Head, MetricFn, ParamUse, Row, backward_row, forward_row, head_param};
 use super::{SharedMut, cpu_f32, lanes, par_units, part, slice, to_vec, with_scratch};
 use crate::metric::table::{Metric, with_metric};
 
@@ -91,8 +91,8 @@ impl Attend {
         Ok((b, h, self.tq, t2 - self.tq, d, dv))
     }
 
-    /// `p / 2` (distance metrics) or tau (cosine) of head `hd`.
-    pub(super) fn param(&self, param: &[f32], hd: usize) -> f32 {
+    /// The constants of head `hd` (`p / 2` or tau, and the score scale).
+    pub(super) fn param(&self, param: &[f32], hd: usize) -> Head {
         self.use_param.value(&self.f, param, hd)
     }
 
@@ -127,7 +127,7 @@ impl Attend {
         y: &mut [f32],
         blocks: &[Block],
         (tq, tk, d, dv): (usize, usize, usize, usize),
-        p: f32,
+        p: Head,
     ) -> Result<()> {
         let norms = self.norms(q, k, d);
         let rmax = block_rows(tq).min(tq);
@@ -153,16 +153,15 @@ impl Attend {
         norms: &[f32],
         blk: &Block,
         (tq, tk, d): (usize, usize, usize),
-        p: f32,
+        p: Head,
         s: &mut [f32],
         w: &mut [f32],
         mut scores: Option<&mut [f32]>,
     ) -> Result<()> {
         let (rb, kn) = (blk.i1 - blk.i0, blk.kn);
         matmul(s, View::rm(&q[blk.i0 * d..blk.i1 * d], rb, d), View::rm(&k[..kn * d], kn, d).t(), false)?;
-        let learned = self.use_param == ParamUse::Power;
         for (li, i) in (blk.i0..blk.i1).enumerate() {
-            let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
+            let row = Row::new(norms[i], &norms[tq..], p, self.use_param);
             let (n, keep) = self.rows.row(i, tk);
             let span = li * kn..(li + 1) * kn;
             let sc = scores.as_deref_mut().map(|e| &mut e[span.clone()]);
@@ -219,7 +218,7 @@ impl CustomOp3 for Attend {
         let g_v = packed.narrow(0, n_qk, n_v)?.reshape((b, h, tk, dv))?;
         let g_param = match self.use_param {
             ParamUse::None => None,
-            ParamUse::Temperature | ParamUse::Power => {
+            ParamUse::Temperature | ParamUse::Power | ParamUse::Scale => {
                 Some(packed.narrow(0, n_qk + n_v, b * h)?.reshape((b, h))?.sum(0)?)
             }
         };
@@ -289,7 +288,7 @@ impl AttendBwd {
         (g_qk, g_v): (&mut [f32], &mut [f32]),
         blocks: &[Block],
         (_, _, tq, tk, d, dv): Dims,
-        p: f32,
+        p: Head,
     ) -> Result<f32> {
         let fwd = &self.fwd;
         let norms = fwd.norms(q, k, d);
@@ -343,17 +342,16 @@ impl AttendBwd {
         &self,
         blk: &Block,
         (norms, tq, tk): (&[f32], usize, usize),
-        p: f32,
+        p: Head,
         (s, w, dw): (&[f32], &[f32], &[f32]),
         gs: &mut [f32],
         kept: Option<&[f32]>,
         gp: &mut f32,
     ) {
         let fwd = &self.fwd;
-        let learned = fwd.use_param == ParamUse::Power;
         let kn = blk.kn;
         for (li, i) in (blk.i0..blk.i1).enumerate() {
-            let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
+            let row = Row::new(norms[i], &norms[tq..], p, fwd.use_param);
             let n = fwd.rows.row(i, tk).0.min(kn);
             let span = li * kn..(li + 1) * kn;
             let e = kept.map(|e| &e[span.clone()]);

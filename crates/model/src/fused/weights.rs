@@ -71,7 +71,7 @@ impl Fwd {
             (0.0, &norms[..0])
         };
         let param = self.use_param.value(&self.f, param, bh % h);
-        Row { qn, kn, param, learned: self.use_param == ParamUse::Power }
+        Row::new(qn, kn, param, self.use_param)
     }
 
     fn dims(&self, l: &Layout) -> Result<(usize, usize, usize, usize)> {

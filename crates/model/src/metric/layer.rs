@@ -22,12 +22,25 @@ pub struct MetricLayer {
     power: Power,
     /// `(h,)` cosine temperature (a variable when learned).
     temperature: Option<Tensor>,
+    /// `(h,)` log of the learned score scale (`learn_scale`), a variable; `None` uses `scale`.
+    log_scale: Option<Tensor>,
 }
 
 impl MetricLayer {
-    /// Builds the layer for `n_head` heads of width `head_dim`; its variables (`power`,
-    /// `temperature`) are created under `pb`.
+    /// Builds the layer for `n_head` heads of width `head_dim` (default score scale
+    /// `1/sqrt(head_dim)`); its variables (`power`, `temperature`, `log_scale`) are created under `pb`.
     pub fn new(spec: &MetricSpec, n_head: usize, head_dim: usize, pb: &ParamBuilder) -> Result<Self> {
+        Self::with_default_scale(spec, n_head, 1.0 / (head_dim as f64).sqrt(), pb)
+    }
+
+    /// [`MetricLayer::new`] with the score scale `default_scale` where the spec gives no
+    /// `attn_scale` (the prototype net's scales follow its paper).
+    pub fn with_default_scale(
+        spec: &MetricSpec,
+        n_head: usize,
+        default_scale: f64,
+        pb: &ParamBuilder,
+    ) -> Result<Self> {
         spec.validate()?;
         let power = if spec.learn_power {
             Power::Learned(pb.var("power", n_head, Init::Const(spec.power()))?)
@@ -41,19 +54,20 @@ impl MetricLayer {
             (HeadParam::Temperature, false) => {
                 Some(Tensor::full(spec.temperature as f32, n_head, pb.device())?)
             }
-            (HeadParam::None | HeadParam::Power, _) => None,
+            (HeadParam::None | HeadParam::Power | HeadParam::Scale, _) => None,
         };
-        Ok(Self {
-            kind: spec.metric,
-            scale: 1.0 / (head_dim as f64).sqrt(),
-            eps: spec.eps,
-            delta: spec.delta,
-            power,
-            temperature,
-        })
+        let scale = spec.attn_scale.unwrap_or(default_scale);
+        let log_scale = match (spec.metric.head_param(), spec.learn_scale) {
+            (HeadParam::Scale, true) => Some(pb.var("log_scale", n_head, Init::Const(scale.ln()))?),
+            (HeadParam::Scale, false) | (HeadParam::None | HeadParam::Temperature | HeadParam::Power, _) => {
+                None
+            }
+        };
+        Ok(Self { kind: spec.metric, scale, eps: spec.eps, delta: spec.delta, power, temperature, log_scale })
     }
 
-    /// Replaces the `1/sqrt(d)` scale of `dot`, `neg_sq_euclid` and `neg_euclid`.
+    /// Replaces the fixed score scale of `dot`, `neg_sq_euclid` and `neg_euclid` (a learned
+    /// scale keeps its variable).
     pub fn with_scale(mut self, scale: f64) -> Self {
         self.scale = scale;
         self
@@ -64,9 +78,14 @@ impl MetricLayer {
         self.kind
     }
 
-    /// The scale of `dot`, `neg_sq_euclid` and `neg_euclid`.
+    /// The fixed scale of `dot`, `neg_sq_euclid` and `neg_euclid` (the initial one when learned).
     pub fn scale(&self) -> f64 {
         self.scale
+    }
+
+    /// The learned per-head score scale `exp(log_scale)` `(h,)`, if `learn_scale` applies.
+    pub fn learned_scale(&self) -> Result<Option<Tensor>> {
+        self.log_scale.as_ref().map(|l| l.exp()).transpose()
     }
 
     /// Scores `(b, h, tq, tk)` of queries `(b, h, tq, d)` against keys `(b, h, tk, d)`, composed
@@ -78,12 +97,19 @@ impl MetricLayer {
             Input::SqDist => sq_dists(q, k),
             Input::DistPow => self.power.apply((sq_dists(q, k)? + self.delta)?),
         };
-        let c = Consts { scale: self.scale, eps: self.eps };
-        let tau = match &self.temperature {
-            Some(t) => Some(t.to_dtype(q.dtype())?.reshape((1, q.dim(1)?, 1, 1))?),
-            None => None,
-        };
-        with_metric!(self.kind, M => M::score(c, &tau, z))
+        let per_head = |t: &Tensor| t.to_dtype(q.dtype())?.reshape((1, q.dim(1)?, 1, 1));
+        let tau = self.temperature.as_ref().map(per_head).transpose()?;
+        match self.learned_scale()? {
+            // The score is linear in its scale (`HeadParam::Scale`): score at scale 1, times scale_h.
+            Some(s) => {
+                let c = Consts { scale: 1.0, eps: self.eps };
+                with_metric!(self.kind, M => M::score(c, &tau, z))?.broadcast_mul(&per_head(&s)?)
+            }
+            None => {
+                let c = Consts { scale: self.scale, eps: self.eps };
+                with_metric!(self.kind, M => M::score(c, &tau, z))
+            }
+        }
     }
 
     /// Attention weights `softmax(scores + mask)` over the last axis; `mask` is an additive
@@ -137,12 +163,14 @@ impl MetricLayer {
         }
     }
 
-    /// The per-head parameter `(h,)` the kernels take: the cosine temperature or the learned power.
-    pub fn kernel_head_param(&self) -> Option<&Tensor> {
-        match (self.kind.head_param(), &self.power) {
-            (HeadParam::Temperature, _) => self.temperature.as_ref(),
-            (HeadParam::Power, Power::Learned(p)) => Some(p),
+    /// The per-head parameter `(h,)` the kernels take: the cosine temperature, the learned
+    /// power, or the learned score scale `exp(log_scale)` (differentiable in `log_scale`).
+    pub fn kernel_head_param(&self) -> Result<Option<Tensor>> {
+        Ok(match (self.kind.head_param(), &self.power) {
+            (HeadParam::Temperature, _) => self.temperature.clone(),
+            (HeadParam::Power, Power::Learned(p)) => Some(p.clone()),
+            (HeadParam::Scale, _) => self.learned_scale()?,
             (HeadParam::Power, Power::Fixed(_)) | (HeadParam::None, _) => None,
-        }
+        })
     }
 }

@@ -45,6 +45,15 @@ pub struct MetricSpec {
     /// Learn the `cosine` temperature.
     #[serde(default = "default_true")]
     pub learn_temperature: bool,
+    /// Score scale of `dot`, `neg_sq_euclid`, `neg_euclid` (initial value when learned); `None`
+    /// takes the model's default (`1/sqrt(d)` for a head of width d). Metrics without a score
+    /// scale ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_scale: Option<f64>,
+    /// Learn the score scale per head, stored as its log (`metric.log_scale`, `(h,)`, no weight
+    /// decay) so that it stays positive. Metrics without a score scale ignore it.
+    #[serde(default)]
+    pub learn_scale: bool,
 }
 
 impl Default for MetricSpec {
@@ -64,6 +73,8 @@ impl MetricSpec {
             learn_power: false,
             temperature: default_temperature(),
             learn_temperature: true,
+            attn_scale: None,
+            learn_scale: false,
         }
     }
 
@@ -86,6 +97,11 @@ impl MetricSpec {
         }
         if !self.temperature.is_finite() {
             bail!("temperature must be finite, got {}", self.temperature)
+        }
+        if let Some(s) = self.attn_scale
+            && !(s.is_finite() && s > 0.0)
+        {
+            bail!("attn_scale must be a finite number > 0, got {s}")
         }
         if self.learn_power && self.metric.head_param() != HeadParam::Power {
             bail!("learn_power is only supported by the `idw` metric, not `{}`", self.metric)

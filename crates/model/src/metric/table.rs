@@ -12,13 +12,16 @@
 //!
 //! | metric | input z | score s(z) | ds/dz | weights |
 //! |---|---|---|---|---|
-//! | `dot` | `q.k` | `scale z` | `scale` | softmax |
+//! | `dot` | `q.k` | `scale_h z` | `scale_h` | softmax |
 //! | `cosine` | `q^.k^` (unit rows) | `tau_h z` | `tau_h` | softmax |
-//! | `neg_sq_euclid` | `d2` | `-scale z` | `-scale` | softmax |
-//! | `neg_euclid` | `u` | `-scale z` | `-scale` | softmax |
+//! | `neg_sq_euclid` | `d2` | `-scale_h z` | `-scale_h` | softmax |
+//! | `neg_euclid` | `u` | `-scale_h z` | `-scale_h` | softmax |
 //! | `idw` | `u` | `-ln(eps + z)` | `-1 / (eps + z)` | `(eps + z)^-1` normalised |
 //! | `inv_dist` | `u` | `1 / (eps + z)` | `-1 / (eps + z)^2` | softmax |
 //! | `rbf` | `u` | `exp(-z / 2)` | `-s / 2` | softmax (s <= 1: no max) |
+//!
+//! `scale_h` is the fixed `attn_scale` (`1/sqrt(d)` by default) or, with `learn_scale`, a learned
+//! per-head scale ([`HeadParam::Scale`]); the score is linear in it.
 
 use super::MetricKind;
 use super::num::Num;
@@ -66,12 +69,16 @@ pub enum HeadParam {
     Temperature,
     /// The power p, when learned (`learn_power`); otherwise the fixed config power.
     Power,
+    /// The score scale, when learned (`learn_scale`); otherwise the fixed [`Consts::scale`].
+    /// The score is linear in it: `s(z; scale) = scale * s(z; 1)`.
+    Scale,
 }
 
 /// The fixed constants of a metric layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Consts<C> {
-    /// Scale of `dot`, `neg_sq_euclid`, `neg_euclid` (`1/sqrt(d)` by default).
+    /// Scale of `dot`, `neg_sq_euclid`, `neg_euclid` (`1/sqrt(d)` by default; per head when
+    /// learned).
     pub scale: C,
     /// eps of `idw`, `inv_dist`.
     pub eps: C,
@@ -99,8 +106,8 @@ pub trait Metric {
     /// recomputed), for metrics whose derivative is cheapest through it.
     fn dscore(c: Consts<f32>, head: f32, z: f32, s: impl Fn() -> f32) -> f32;
 
-    /// `ds/d(head)` at `z` for [`HeadParam::Temperature`] (0 for the others: a learned power
-    /// enters through `z`).
+    /// `ds/d(head)` at `z` for [`HeadParam::Temperature`] (tau) and [`HeadParam::Scale`] (the
+    /// scale); 0 for the others (a learned power enters through `z`).
     fn dscore_dhead(z: f32) -> f32;
 
     /// `exp(s(z))` in closed form, for [`Normalise::Direct`].
@@ -116,7 +123,7 @@ impl Metric for Dot {
     const KIND: MetricKind = MetricKind::Dot;
     const INPUT: Input = Input::Dot;
     const NORMALISE: Normalise = Normalise::Softmax;
-    const HEAD: HeadParam = HeadParam::None;
+    const HEAD: HeadParam = HeadParam::Scale;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = false;
     #[inline(always)]
@@ -128,8 +135,8 @@ impl Metric for Dot {
         c.scale
     }
     #[inline(always)]
-    fn dscore_dhead(_: f32) -> f32 {
-        0.0
+    fn dscore_dhead(z: f32) -> f32 {
+        z
     }
 }
 
@@ -162,7 +169,7 @@ impl Metric for NegSqEuclid {
     const KIND: MetricKind = MetricKind::NegSqEuclid;
     const INPUT: Input = Input::SqDist;
     const NORMALISE: Normalise = Normalise::Softmax;
-    const HEAD: HeadParam = HeadParam::None;
+    const HEAD: HeadParam = HeadParam::Scale;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = false;
     #[inline(always)]
@@ -174,8 +181,8 @@ impl Metric for NegSqEuclid {
         -c.scale
     }
     #[inline(always)]
-    fn dscore_dhead(_: f32) -> f32 {
-        0.0
+    fn dscore_dhead(z: f32) -> f32 {
+        -z
     }
 }
 
@@ -185,7 +192,7 @@ impl Metric for NegEuclid {
     const KIND: MetricKind = MetricKind::NegEuclid;
     const INPUT: Input = Input::DistPow;
     const NORMALISE: Normalise = Normalise::Softmax;
-    const HEAD: HeadParam = HeadParam::None;
+    const HEAD: HeadParam = HeadParam::Scale;
     const DEFAULT_POWER: f64 = 1.0;
     const KEEP_SCORES: bool = false;
     #[inline(always)]
@@ -197,8 +204,8 @@ impl Metric for NegEuclid {
         -c.scale
     }
     #[inline(always)]
-    fn dscore_dhead(_: f32) -> f32 {
-        0.0
+    fn dscore_dhead(z: f32) -> f32 {
+        -z
     }
 }
 
@@ -331,6 +338,22 @@ mod tests {
                     ((s(z + h) - s(z - h)) / (2.0 * h), M::dscore(c, 1.3, z, || s(z)))
                 });
                 assert!((s - ds).abs() < 2e-2 * (1.0 + ds.abs()), "{kind} z={z}: {s} vs {ds}");
+                // ds/d(head) for the parameters that enter the score directly.
+                let (fd, dh) = with_metric!(kind, M => {
+                    let h = 1e-3;
+                    let fd = match M::HEAD {
+                        HeadParam::Temperature => (M::score(c, &(1.3 + h), z) - M::score(c, &(1.3 - h), z)) / (2.0 * h),
+                        HeadParam::Scale => {
+                            let at = |scale: f32| M::score(Consts { scale, ..c }, &1.3, z);
+                            // Linear in the scale: s(z; scale) = scale * s(z; 1).
+                            assert!((at(0.7) - 0.7 * at(1.0)).abs() < 1e-5, "{kind}: not linear in its scale");
+                            (at(0.7 + h) - at(0.7 - h)) / (2.0 * h)
+                        }
+                        HeadParam::None | HeadParam::Power => 0.0,
+                    };
+                    (fd, M::dscore_dhead(z))
+                });
+                assert!((fd - dh).abs() < 2e-2 * (1.0 + dh.abs()), "{kind} z={z}: d/dhead {fd} vs {dh}");
             }
         }
     }
