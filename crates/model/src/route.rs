@@ -33,7 +33,8 @@ pub enum Job {
 /// Which implementation computes attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// One linear map to packed `[q | k | v]` and the packed self-attention kernel.
+    /// One linear map to packed `[q | k | v]`, the fused qk-norm and RoPE on it
+    /// ([`crate::fused::qk_transform`]), and the packed self-attention kernel.
     PackedSelfAttention,
     /// Heads split by candle ops, then the whole-attention tiles kernel.
     AttentionTiles,

@@ -275,7 +275,7 @@ fn modern_gpt_fused_matches_composed_and_trains_every_variable() -> Result<()> {
         let scaled =
             matches!(cfg.attention.metric, MetricKind::Dot | MetricKind::NegSqEuclid | MetricKind::NegEuclid);
         assert_eq!(has_scale, scaled, "{name}: log_scale variable present iff the metric has a scale");
-        assert_eq!(f.iter().any(|(n, _)| n.starts_with("wpe")), false, "{name}: no learned positions");
+        assert!(!f.iter().any(|(n, _)| n.starts_with("wpe")), "{name}: no learned positions");
         let gains =
             f.iter().filter(|(n, _)| n.ends_with("q_norm.weight") || n.ends_with("k_norm.weight")).count();
         assert_eq!(gains, if cfg.qk.qk_norm == QkNorm::RmsGain { 4 } else { 0 }, "{name}: gains");
@@ -333,4 +333,48 @@ fn bad_qk_and_position_options_are_rejected_naming_the_key() {
         r#"{"kind":"gpt","vocab_size":3,"block_size":4,"n_layer":1,"n_head":1,"n_embd":4,"qk_norm":"layer"}"#;
     let err = serde_json::from_str::<ModelConfig>(bad).expect_err("unknown qk_norm").to_string();
     assert!(err.contains("layer") && err.contains("rms_gain"), "{err}");
+}
+
+/// The set regressor takes qk-norm, the learned scale and `attn_norm` too: fused and composed
+/// agree and every variable is trained.
+#[test]
+fn set_regressor_takes_the_qk_options() -> Result<()> {
+    use attnlab_model::SetRegressorConfig;
+    let mut cfg = SetRegressorConfig::small(2);
+    (cfg.n_layer, cfg.n_head, cfg.n_embd) = (2, 2, 8);
+    cfg.attention = MetricSpec::of(MetricKind::NegSqEuclid);
+    cfg.attention.learn_scale = true;
+    cfg.qk.qk_norm = QkNorm::RmsGain;
+    cfg.qk.attn_norm = false;
+    let ctx = randn(&mut ChaCha8Rng::seed_from_u64(20), &[2, 6, 3], 1.0)?;
+    let queries = randn(&mut ChaCha8Rng::seed_from_u64(21), &[2, 3, 2], 1.0)?;
+    let run = |kernels: &str| -> Result<Vec<(String, Tensor)>> {
+        fused::with_enabled(fused::parse_kernels(kernels)?, || {
+            let store = ParamStore::new(3, &DEV);
+            let model = Model::new(&ModelConfig::SetRegressor(cfg.clone()), &store)?;
+            let y = model.as_set_regressor().expect("set regressor").forward(&ctx, &queries)?;
+            let grads = y.sqr()?.sum_all()?.backward()?;
+            let mut out = vec![("y".to_string(), y)];
+            for (n, v) in store.vars() {
+                let g = grads.get(v.as_tensor()).cloned();
+                out.push((
+                    n.clone(),
+                    g.ok_or_else(|| candle_core::Error::Msg(format!("no gradient for {n}")))?,
+                ));
+            }
+            Ok(out)
+        })
+    };
+    let (f, r) = (run("all")?, run("none")?);
+    assert!(
+        f.iter().any(|(n, _)| n.ends_with("metric.log_scale"))
+            && f.iter().any(|(n, _)| n.ends_with("k_norm.weight"))
+    );
+    assert!(!f.iter().any(|(n, _)| n.contains("ln_1")), "attn_norm = false removes ln_1");
+    for ((n, a), (_, b)) in f.iter().zip(&r) {
+        let d = max_abs_diff(a, b)?;
+        assert!(d < 1e-4 * (1.0 + max_abs(b)?), "{n} differs by {d}");
+        assert!(max_abs(a)? > 0.0, "{n} is zero");
+    }
+    Ok(())
 }

@@ -61,7 +61,7 @@ pub fn qk_transform(f: &QkFn, qkv: &Tensor, n_head: usize, gain: Option<&Tensor>
     }
     let d = c3 / (3 * n_head);
     if let Some(r) = &f.rope
-        && (r.rot > d || r.rot % 2 != 0 || r.cos.len() < t * r.rot / 2)
+        && (r.rot > d || !r.rot.is_multiple_of(2) || r.cos.len() < t * r.rot / 2)
     {
         bail!("fused qk transform: RoPE of {} dimensions over {t} positions does not fit heads of {d}", r.rot)
     }

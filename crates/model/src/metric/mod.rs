@@ -8,7 +8,7 @@
 //!
 //! | metric | score |
 //! |---|---|
-//! | `dot` | `scale * q.k` (scale `1/sqrt(d)` by default) |
+//! | `dot` | `scale * q.k` (scale `attn_scale`, `1/sqrt(d)` by default; per head with `learn_scale`) |
 //! | `cosine` | `tau_h * q.k / (|q| |k|)`, tau a per-head temperature |
 //! | `neg_sq_euclid` | `-scale * d2` |
 //! | `neg_euclid` | `-scale * x^(p/2)`, p = 1 by default: the Euclidean distance |

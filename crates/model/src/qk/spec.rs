@@ -91,13 +91,14 @@ impl PosSpec {
             bail!("model.rope_fraction must be in (0, 1], got {f}")
         }
         let r = f * d as f64;
-        if (r - r.round()).abs() > 1e-9 || r.round() as usize % 2 != 0 || r.round() < 2.0 {
+        let whole = r.round() as usize;
+        if (r - r.round()).abs() > 1e-9 || !whole.is_multiple_of(2) || whole < 2 {
             bail!(
                 "model.rope_fraction {f} of a head of {d} dimensions rotates {r} dimensions; \
                  it must be a whole even number (at least 2)"
             )
         }
-        Ok(r.round() as usize)
+        Ok(whole)
     }
 
     /// Rejects values that make no sense for heads of width `d`, naming the key.
