@@ -27,6 +27,9 @@ pub fn metric_keys() -> Vec<String> {
             keys.push(k.into());
         }
     }
+    // The score scale is a recipe setting shared by the metrics that have one (and ignored by the
+    // others), not a metric's own parameter: runs differing in it are different settings.
+    keys.retain(|k| k != "model.attn_scale" && k != "model.learn_scale");
     keys
 }
 
