@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use attnlab_model::fused::profile::{OpKind, OpTimes, Pass};
 use attnlab_model::{GptConfig, MetricKind, Model, ModelConfig, fused};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
@@ -48,6 +49,8 @@ pub struct BenchResult {
     pub bwd_ms: f64,
     /// Median optimizer time (clipping + AdamW), ms.
     pub opt_ms: f64,
+    /// Median time per step in the fused kernels by op kind (and the rest), ms.
+    pub kinds: KindTimes,
     /// Peak resident memory of the process (VmHWM), MiB.
     pub peak_rss_mib: f64,
     /// Threads candle used.
@@ -56,6 +59,62 @@ pub struct BenchResult {
     pub loss_first: f32,
     /// See `loss_first`.
     pub loss_last: f32,
+}
+
+/// Median milliseconds per step by op kind and pass, from the fused kernels' timers
+/// ([`fused::profile`]); `other_*` is the phase's time outside them (embedding, residual adds,
+/// candle's gradient bookkeeping, reshapes and copies).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KindTimes {
+    /// Matrix products of the linear maps, forward.
+    pub matmul_fwd_ms: f64,
+    /// Matrix products of the linear maps' backward (`dx` and `dw`).
+    pub matmul_bwd_ms: f64,
+    /// Norms, GELU and cross-entropy, forward.
+    pub elementwise_fwd_ms: f64,
+    /// Their backward kernels.
+    pub elementwise_bwd_ms: f64,
+    /// The attention op (scores, mask, softmax, values), forward: the metric's own cost.
+    pub attention_fwd_ms: f64,
+    /// The attention op's backward.
+    pub attention_bwd_ms: f64,
+    /// Forward time outside the fused kernels.
+    pub other_fwd_ms: f64,
+    /// Backward time outside the fused kernels.
+    pub other_bwd_ms: f64,
+}
+
+/// Per-step samples of [`KindTimes`]' fields, in its order.
+#[derive(Default)]
+struct KindSamples([Vec<f64>; 8]);
+
+impl KindSamples {
+    /// Records one step from its kernel times `d` and its forward and backward wall times (s).
+    fn push(&mut self, d: &OpTimes, fwd_s: f64, bwd_s: f64) {
+        let mut i = 0;
+        for kind in [OpKind::MatMul, OpKind::Elementwise, OpKind::Attention] {
+            for pass in [Pass::Forward, Pass::Backward] {
+                self.0[i].push(d.get(kind, pass) * 1e3);
+                i += 1;
+            }
+        }
+        self.0[6].push((fwd_s - d.total(Pass::Forward)) * 1e3);
+        self.0[7].push((bwd_s - d.total(Pass::Backward)) * 1e3);
+    }
+
+    fn medians(self) -> KindTimes {
+        let [a, b, c, d, e, f, g, h] = self.0.map(median);
+        KindTimes {
+            matmul_fwd_ms: a,
+            matmul_bwd_ms: b,
+            elementwise_fwd_ms: c,
+            elementwise_bwd_ms: d,
+            attention_fwd_ms: e,
+            attention_bwd_ms: f,
+            other_fwd_ms: g,
+            other_bwd_ms: h,
+        }
+    }
 }
 
 /// The GPT of issue 6: 4 layers, 4 heads, width 128, vocabulary 65.
@@ -112,7 +171,8 @@ fn batch(rng: &mut ChaCha8Rng, s: &Shape, device: &Device) -> Result<(Tensor, Te
 }
 
 /// Trains `metric` for `warmup + steps` steps and reports medians over the timed steps
-/// (fused kernels as set by `attnlab_model::fused::set_enabled`).
+/// (fused kernels as set by `attnlab_model::fused::set_enabled`). Switches the kernel timers
+/// ([`fused::profile`]) on for the process.
 pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult> {
     let cfg = ModelConfig::Gpt(model_config(metric, s.block_size));
     let (model, params) = Model::init(&cfg, 1337, device)?;
@@ -122,12 +182,14 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
     let mut opt = AdamW::new(&params, hp)?;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (mut fwd, mut bwd, mut optm, mut tps) = (vec![], vec![], vec![], vec![]);
-    let (mut cpu, mut clean) = (vec![], vec![]);
+    let (mut cpu, mut clean, mut kinds) = (vec![], vec![], KindSamples::default());
+    fused::profile::set_profiling(true);
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let (mut loss_first, mut loss_last) = (f32::NAN, f32::NAN);
     for step in 0..s.warmup + s.steps {
         let (x, y) = batch(&mut rng, s, device)?;
         let (own0, busy0) = cpu_now()?;
+        let ops0 = OpTimes::now();
         let t0 = Instant::now();
         let logits = gpt.forward(&x)?;
         let loss = fused::cross_entropy(&logits.flatten_to(1)?, &y.flatten_all()?)?;
@@ -148,6 +210,7 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
         }
         loss_last = loss_v;
         if step >= s.warmup {
+            kinds.push(&OpTimes::now().since(&ops0), (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
             fwd.push((t1 - t0).as_secs_f64() * 1e3);
             bwd.push((t2 - t1).as_secs_f64() * 1e3);
             optm.push((t3 - t2).as_secs_f64() * 1e3);
@@ -169,6 +232,7 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
         fwd_ms: median(fwd),
         bwd_ms: median(bwd),
         opt_ms: median(optm),
+        kinds: kinds.medians(),
         peak_rss_mib: peak_rss_mib()?,
         threads: candle_core::utils::get_num_threads(),
         loss_first,

@@ -3,6 +3,7 @@
 //! Entry point: [`train`] (config + output directory -> [`Summary`]), used by `attnlab train`
 //! and by [`sweep`] (grids of runs, in this process or in child processes).
 
+mod adamw_update;
 pub mod bench;
 pub mod config;
 pub mod interrupt;

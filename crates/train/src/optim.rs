@@ -15,6 +15,7 @@ use attnlab_model::ParamStore;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
+use crate::adamw_update;
 use crate::config::TrainConfig;
 
 /// AdamW hyper-parameters.
@@ -73,6 +74,8 @@ impl AdamW {
     }
 
     /// Applies one update with learning rate `lr`. A variable without a gradient is left as is.
+    /// CPU `f32` variables take one fused pass, others composed tensor ops, with the same bits
+    /// ([`crate::adamw_update`]).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         let AdamWParams { beta1, beta2, eps, weight_decay } = self.params;
         self.t += 1;
@@ -80,17 +83,9 @@ impl AdamW {
         let bc2 = 1.0 - beta2.powi(self.t as i32);
         for slot in &mut self.slots {
             let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
-            slot.m = ((&slot.m * beta1)? + (g * (1.0 - beta1))?)?;
-            slot.v = ((&slot.v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let denom = ((&slot.v / bc2)?.sqrt()? + eps)?;
-            let update = ((&slot.m / bc1)? / denom)?;
-            let p = slot.var.as_tensor();
-            let decayed = if slot.var.rank() >= 2 && weight_decay > 0.0 {
-                (p * (1.0 - lr * weight_decay))?
-            } else {
-                p.clone()
-            };
-            slot.var.set(&(decayed - (update * lr)?)?)?;
+            let decay = (slot.var.rank() >= 2 && weight_decay > 0.0).then_some(1.0 - lr * weight_decay);
+            let k = adamw_update::Consts { beta1, beta2, eps, bc1, bc2, lr, decay };
+            (slot.m, slot.v) = adamw_update::apply(&slot.var, g, &slot.m, &slot.v, k)?;
         }
         Ok(())
     }

@@ -192,4 +192,32 @@ fn print_table(r: &Report) {
     }
     println!("vs dot: step time relative to dot. clean: median over steps where other processes used");
     println!("under 10% of the CPUs (count). cpu ms: this process's CPU time per step, all threads.");
+    print_kinds(&r.results);
+}
+
+/// The per-step breakdown by op kind, forward / backward, ms (medians over steps).
+fn print_kinds(results: &[BenchResult]) {
+    println!();
+    println!(
+        "{:<14} {:>15} {:>15} {:>15} {:>15} {:>8}",
+        "ms per step", "matmul f/b", "elementwise f/b", "attention f/b", "other f/b", "opt"
+    );
+    for x in results {
+        let k = &x.kinds;
+        let pair = |f: f64, b: f64| format!("{f:.1} / {b:.1}");
+        println!(
+            "{:<14} {:>15} {:>15} {:>15} {:>15} {:>8.1}",
+            x.metric,
+            pair(k.matmul_fwd_ms, k.matmul_bwd_ms),
+            pair(k.elementwise_fwd_ms, k.elementwise_bwd_ms),
+            pair(k.attention_fwd_ms, k.attention_bwd_ms),
+            pair(k.other_fwd_ms, k.other_bwd_ms),
+            x.opt_ms
+        );
+    }
+    println!("matmul: linear maps' products; elementwise: norms, GELU, cross-entropy; attention: the");
+    println!("attention op (the metric's own cost); other: the rest of the phase (embedding, residual");
+    println!(
+        "adds, gradient bookkeeping); opt: clipping + AdamW. Medians per column, so rows need not add up."
+    );
 }

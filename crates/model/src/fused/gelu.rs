@@ -4,6 +4,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use std::f32::consts::FRAC_1_SQRT_2;
 
+use super::profile::{OpKind, Pass, Timer};
 use super::{Kernel, cpu_f32, enabled, fast_exp, par_rows, slice};
 
 /// `1 / sqrt(2 pi)`.
@@ -72,6 +73,7 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Forward);
         let x = slice(s, l)?;
         let out = map_chunks(x.len(), |at, o| forward_chunk(&x[at..at + o.len()], o));
         Ok((CpuStorage::F32(out), l.shape().clone()))
@@ -96,6 +98,7 @@ impl CustomOp2 for GeluBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Backward);
         let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
         let out = map_chunks(x.len(), |at, o| {
             let n = o.len();

@@ -10,6 +10,7 @@ use std::ops::Range;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::mm::{View, matmul};
+use super::profile::{OpKind, Pass, Timer};
 use super::{Kernel, SharedMut, cpu_f32, enabled, par_units, part, slice};
 
 /// `x w^T + b` `(.., n)` for `x` `(.., k)`, `w` `(n, k)` and `b` `(n,)`; `None` when the kernel
@@ -32,6 +33,26 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Option<Tenso
         Some(b) => x.apply_op3(&w, &b.contiguous()?, LinearOp)?,
         None => x.apply_op2(&w, LinearOp)?,
     }))
+}
+
+/// The gradients of [`linear`] for an output gradient `dy` `(.., n)`: `(dx, dw, db)` with
+/// `dx = dy w` (shape of `x`), `dw = dy^T x` `(n, k)` and `db = sum_rows dy` `(n,)`, by the fused
+/// backward kernel; `None` when the kernel does not apply. Public for benchmarks of the products.
+pub fn linear_backward(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    if !enabled(Kernel::Linear) || !cpu_f32(x) || !cpu_f32(w) || !cpu_f32(dy) {
+        return Ok(None);
+    }
+    let (n, k) = w.dims2()?;
+    let m = x.elem_count() / k.max(1);
+    if x.dims().last() != Some(&k) || dy.elem_count() != m * n {
+        bail!(
+            "linear backward: input {:?}, weight {:?} and gradient {:?} do not fit",
+            x.dims(),
+            w.dims(),
+            dy.dims()
+        )
+    }
+    LinearOp.grads(&x.contiguous()?, &w.contiguous()?, dy).map(Some)
 }
 
 /// The forward op over `(x, w)` or `(x, w, b)`.
@@ -102,6 +123,7 @@ impl CustomOp2 for LinearOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::MatMul, Pass::Forward);
         self.run((s1, l1), (s2, l2), None)
     }
 
@@ -131,6 +153,7 @@ impl CustomOp3 for LinearOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::MatMul, Pass::Forward);
         self.run((s1, l1), (s2, l2), Some(slice(s3, l3)?))
     }
 
@@ -165,6 +188,7 @@ impl CustomOp3 for LinearBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::MatMul, Pass::Backward);
         let (x, w, dy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let (n, k) = l2.shape().dims2()?;
         let m = x.len() / k.max(1);

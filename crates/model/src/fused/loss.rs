@@ -3,6 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 
+use super::profile::{OpKind, Pass, Timer};
 use super::{Kernel, cpu_f32, enabled, fast_exp, lanes, par_rows, slice};
 
 /// Mean cross-entropy of logits `(n, v)` against integer targets `(n,)` (a scalar);
@@ -61,6 +62,7 @@ impl CustomOp2 for CrossEntropy {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Forward);
         let (z, t) = (slice(s1, l1)?, targets(s2, l2)?);
         let (n, v) = l1.shape().dims2()?;
         if let Some(bad) = t.iter().find(|&&t| t as usize >= v) {
@@ -105,6 +107,7 @@ impl CustomOp2 for CrossEntropyBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Backward);
         let (z, t) = (slice(s1, l1)?, targets(s2, l2)?);
         let (_n, v) = l1.shape().dims2()?;
         let mut out = vec![0f32; z.len()];

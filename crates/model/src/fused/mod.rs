@@ -32,6 +32,7 @@ mod loss;
 mod mm;
 mod norm;
 mod packed;
+pub mod profile;
 mod qk;
 mod rowmask;
 mod rows;
@@ -44,7 +45,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor, bail};
 
 pub use gelu::gelu;
-pub use linear::linear;
+pub use linear::{linear, linear_backward};
 pub use loss::cross_entropy;
 pub use norm::{layer_norm, rms_norm};
 pub use packed::self_attention;

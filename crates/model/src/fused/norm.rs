@@ -6,6 +6,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, D, Layout, Result, Shape, Tensor};
 
+use super::profile::{OpKind, Pass, Timer};
 use super::{Kernel, cpu_f32, enabled, lanes, par_rows, slice};
 
 /// Number of row blocks whose partial weight gradients are summed (fixed: deterministic).
@@ -90,6 +91,7 @@ impl CustomOp2 for Norm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Forward);
         let (x, w) = (slice(s1, l1)?, slice(s2, l2)?);
         let c = w.len();
         let mut out = vec![0f32; x.len()];
@@ -128,6 +130,7 @@ impl CustomOp3 for NormGradX {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Backward);
         let (x, w, g) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let c = w.len();
         let mut out = vec![0f32; x.len()];
@@ -153,6 +156,7 @@ impl CustomOp2 for NormGradW {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Backward);
         let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
         let c = *l1.dims().last().unwrap_or(&1);
         let n_rows = x.len() / c.max(1);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
+use super::profile::{OpKind, Pass, Timer};
 use super::rowmask::RowMask;
 use super::rows::{MetricFn, ParamUse, head_param};
 use super::tiles::{Attend, AttendBwd, Block};
@@ -129,6 +130,7 @@ impl CustomOp2 for Packed {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Attention, Pass::Forward);
         let (qkv, param) = (slice(s1, l1)?, slice(s2, l2)?);
         let dims @ (b, t, h, d) = self.dims(l1)?;
         let c = h * d;
@@ -193,6 +195,7 @@ impl CustomOp2 for PackedBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Attention, Pass::Backward);
         let (qkv, gy) = (slice(s1, l1)?, slice(s2, l2)?);
         let fwd = &self.fwd;
         let dims @ (b, t, h, d) = fwd.dims(l1)?;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::mm::{View, matmul};
+use super::profile::{OpKind, Pass, Timer};
 use super::rowmask::RowMask;
 use super::rows::{Head, MetricFn, ParamUse, Row, backward_row, forward_row, head_param};
 use super::{SharedMut, cpu_f32, lanes, par_units, part, slice, to_vec, with_scratch};
@@ -185,6 +186,7 @@ impl CustomOp3 for Attend {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Attention, Pass::Forward);
         let (qk, v, param) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let (b, h, tq, tk, d, dv) = self.dims(l1, l2)?;
         let total = b * h * tq * dv;
@@ -247,6 +249,7 @@ impl CustomOp3 for AttendBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Attention, Pass::Backward);
         let (qk, v, gy) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let fwd = &self.fwd;
         let dims @ (b, h, tq, tk, d, dv) = fwd.dims(l1, l2)?;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
+use super::profile::{OpKind, Pass, Timer};
 use super::rowmask::RowMask;
 use super::rows::{MetricFn, ParamUse, Row, backward_row, forward_row};
 use super::{cpu_f32, par_rows, slice, to_vec};
@@ -93,6 +94,7 @@ impl CustomOp3 for Fwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Attention, Pass::Forward);
         let (qk, norms, param) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let (_b, h, tq, tk) = self.dims(l1)?;
         let mut out = vec![0f32; qk.len()];
@@ -169,6 +171,7 @@ impl CustomOp3 for BwdOut<'_> {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Attention, Pass::Backward);
         let (qk, w, g) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let fwd = &self.bwd.fwd;
         let (b, h, tq, tk) = fwd.dims(l1)?;
@@ -225,6 +228,7 @@ impl CustomOp1 for NormGrads {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Attention, Pass::Backward);
         let g = slice(s, l)?;
         let (b, h, tq, tk) = l.shape().dims4()?;
         let mut out = vec![0f32; b * h * (tq + tk)];
