@@ -36,6 +36,22 @@ fn tiny_bench_reports_every_field_per_metric() {
             assert!(x > 0.0 && x.is_finite(), "{name}: {key} = {}", r[key]);
         }
         assert_eq!(r["threads"], 1);
+        // The per-kind breakdown: every kernel kind ran in both passes, and (with two steps the
+        // medians are means) the timed kernels fit inside their phase.
+        let k = &r["kinds"];
+        let ms = |key: &str| k[key].as_f64().unwrap_or_else(|| panic!("{name}: kinds.{key} = {}", k[key]));
+        for kind in ["matmul", "elementwise", "attention"] {
+            for pass in ["fwd", "bwd"] {
+                assert!(ms(&format!("{kind}_{pass}_ms")) > 0.0, "{name}: no {kind} {pass} time: {k}");
+            }
+        }
+        for pass in ["fwd", "bwd"] {
+            let timed: f64 =
+                ["matmul", "elementwise", "attention"].iter().map(|x| ms(&format!("{x}_{pass}_ms"))).sum();
+            let phase = r[format!("{pass}_ms")].as_f64().unwrap_or(0.0);
+            assert!(timed <= phase * 1.001, "{name}: {pass} kernels {timed} ms > phase {phase} ms");
+            assert!((timed + ms(&format!("other_{pass}_ms")) - phase).abs() < 1e-6 * phase.max(1.0), "{k}");
+        }
     }
 }
 
