@@ -215,7 +215,9 @@ fn print_kinds(results: &[BenchResult]) {
             x.opt_ms
         );
     }
-    println!("matmul: linear maps' products; elementwise: norms, GELU, cross-entropy; attention: the");
+    println!(
+        "matmul: linear maps' products; elementwise: norms, GELU, cross-entropy, qk-norm/RoPE; attention: the"
+    );
     println!("attention op (the metric's own cost); other: the rest of the phase (embedding, residual");
     println!(
         "adds, gradient bookkeeping); opt: clipping + AdamW. Medians per column, so rows need not add up."

@@ -15,7 +15,7 @@ use std::time::Instant;
 pub enum OpKind {
     /// Matrix products of the linear maps ([`super::linear`] and its backward).
     MatMul = 0,
-    /// Element-wise and row kernels: norms, GELU, cross-entropy.
+    /// Element-wise and row kernels: norms, GELU, cross-entropy, qk-norm / RoPE.
     Elementwise = 1,
     /// The attention kernels (scores, mask, softmax, values; all three routes).
     Attention = 2,

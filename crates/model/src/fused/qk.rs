@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 
+use super::profile::{OpKind, Pass, Timer};
 use super::{cpu_f32, lanes, par_rows, slice, to_vec};
 
 /// The qk-norm of [`QkFn`]: `x / sqrt(|x|^2 / n + eps)`.
@@ -125,6 +126,7 @@ impl CustomOp2 for QkOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Forward);
         let (qkv, gain) = (slice(s1, l1)?, slice(s2, l2)?);
         let (b, t, c, d) = self.dims(l1)?;
         let mut out = qkv.to_vec();
@@ -182,6 +184,7 @@ impl CustomOp2 for QkBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let _timer = Timer::start(OpKind::Elementwise, Pass::Backward);
         let (qkv, gy) = (slice(s1, l1)?, slice(s2, l2)?);
         let fwd = &self.fwd;
         let (b, t, c, d) = fwd.dims(l1)?;
