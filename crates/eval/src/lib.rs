@@ -13,6 +13,7 @@ pub mod params;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod screen;
 pub mod stats;
 pub mod sweep;
 pub mod task_pictures;

@@ -25,5 +25,5 @@ pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask,
 pub use model::{Model, ModelConfig};
 pub use params::{Init, ParamBuilder, ParamStore};
 pub use prototype::{Augmented, PrototypeConfig, PrototypeNet, key_distances};
-pub use sample::{Sampling, generate};
+pub use sample::{Sampling, generate, generate_masked};
 pub use set_regressor::{SetRegressor, SetRegressorConfig};

@@ -4,16 +4,23 @@
 //! and by the sweep command in-process.
 
 pub mod config;
+pub mod guard;
 pub mod interrupt;
+pub mod lock;
 pub mod optim;
+pub mod outputs;
 pub mod progress;
+pub mod resume;
 pub mod rundir;
 pub mod task;
 pub mod tasks;
 pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
+pub use guard::Diverged;
 pub use interrupt::Interrupted;
+pub use lock::RunLock;
+pub use outputs::{Writer, check_output};
 pub use rundir::{Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
 pub use tasks::{TaskConfig, TaskEnv, build_task};

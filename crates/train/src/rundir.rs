@@ -2,7 +2,7 @@
 //! `config.json`, and each checkpoint's `trainer_state.json`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The end-of-run summary.
 pub const SUMMARY_FILE: &str = "summary.json";
+/// What the result depends on beyond the config (corpus and tokenizer hashes), see `Task::inputs`.
+pub const INPUTS_FILE: &str = "inputs.json";
 /// Trainer state inside a checkpoint directory.
 pub const STATE_FILE: &str = "trainer_state.json";
 /// Optimizer moments inside a checkpoint directory.
@@ -116,21 +118,27 @@ impl MetricsWriter {
     }
 }
 
-/// Reads every line of `metrics.jsonl` (empty when the file does not exist).
+/// Reads every line of `metrics.jsonl` (empty when the file does not exist). A cut-off last
+/// line (no newline after it: a crash mid-write) is skipped; any other malformed line is an
+/// error naming it.
 pub fn read_metrics(run_dir: &Path) -> Result<Vec<MetricLine>> {
     let path = run_dir.join(METRICS_FILE);
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let m = serde_json::from_str(&line).with_context(|| format!("{}: line {}", path.display(), i + 1))?;
-        out.push(m);
+        let torn = i + 1 == lines.len() && !text.ends_with('\n');
+        match serde_json::from_str(line) {
+            Ok(m) => out.push(m),
+            Err(e) if torn => tracing::warn!("{}: dropping the cut-off last line: {e}", path.display()),
+            Err(e) => return Err(e).with_context(|| format!("{}: line {}", path.display(), i + 1)),
+        }
     }
     Ok(out)
 }

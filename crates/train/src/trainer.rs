@@ -19,6 +19,10 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
 
 use crate::config::RunConfig;
+use crate::guard;
+use crate::lock::RunLock;
+use crate::outputs::{Writer, check_output};
+use crate::resume::resume_changes;
 use crate::interrupt::{Interrupted, stop_requested};
 use crate::optim::{AdamW, AdamWParams, clip_grads, grad_norm, lr_at};
 use crate::progress::Progress;
@@ -37,17 +41,21 @@ pub struct TrainOptions {
     pub progress_bar: bool,
     /// Stop (save and return [`Interrupted`]) at this step, as Ctrl-C would.
     pub stop_at: Option<usize>,
+    /// Accept `--resume` with `train.*` settings that alter the past (printing what changes).
+    pub allow_changes: bool,
 }
 
 impl TrainOptions {
     /// A fresh run on `device`, no progress bar.
     pub fn new(device: &Device) -> Self {
-        Self { resume: false, env: TaskEnv::on(device), progress_bar: false, stop_at: None }
+        Self { resume: false, env: TaskEnv::on(device), progress_bar: false, stop_at: None, allow_changes: false }
     }
 }
 
 /// Trains `run` into `out_dir` and returns the summary (also written to `summary.json`).
-/// Stopping early (Ctrl-C, `stop_at`) saves `last/` and returns an [`Interrupted`] error.
+/// Stopping early (Ctrl-C, `stop_at`) saves `last/` and returns an [`Interrupted`] error; a
+/// NaN or infinite loss, gradient norm or weight returns a [`crate::guard::Diverged`] error.
+/// The directory is claimed with a [`RunLock`] for the whole run.
 pub fn train(run: &RunConfig, out_dir: &Path, opts: &TrainOptions) -> Result<Summary> {
     let (run, task) = build_task(run, &opts.env)?;
     train_task(run, task, out_dir, opts)
@@ -61,8 +69,13 @@ pub fn train_task(
     out_dir: &Path,
     opts: &TrainOptions,
 ) -> Result<Summary> {
-    prepare_dir(out_dir, opts.resume)?;
-    let mut s = Session::start(run, task, out_dir, opts)?;
+    if opts.resume && !out_dir.is_dir() {
+        bail!("cannot resume {}: no such directory", out_dir.display())
+    }
+    check_output(out_dir, &[], Writer::Train)?;
+    let _lock = RunLock::try_acquire(out_dir)?;
+    let resume = prepare_dir(out_dir, opts.resume)?;
+    let mut s = Session::start(run, task, out_dir, opts, resume)?;
     if s.state.step >= s.run.train.steps && out_dir.join(rundir::SUMMARY_FILE).exists() {
         return rundir::read_json(&out_dir.join(rundir::SUMMARY_FILE));
     }
@@ -82,16 +95,50 @@ pub fn evaluate(task: &dyn Task, model: &Model) -> Result<f64> {
     Ok(total / batches.len().max(1) as f64)
 }
 
-fn prepare_dir(out_dir: &Path, resume: bool) -> Result<()> {
+/// Makes `out_dir` ready; returns whether to continue from its `last/` checkpoint.
+///
+/// A run that failed before its first `last/` checkpoint leaves only its own files
+/// (`config.json`, `metrics.jsonl`, maybe the step-0 `best/`): it is started afresh, also when
+/// asked to resume (from step 0).
+fn prepare_dir(out_dir: &Path, resume: bool) -> Result<bool> {
+    for ckpt in [rundir::last_dir(out_dir), rundir::best_dir(out_dir)] {
+        attnlab_model::checkpoint::recover_dir(&ckpt)?;
+    }
     let last = rundir::last_dir(out_dir);
-    if resume && !last.join(attnlab_model::checkpoint::CONFIG_FILE).is_file() {
-        bail!("cannot resume: {} holds no checkpoint ({} is missing)", out_dir.display(), last.display())
+    if rundir::can_resume(out_dir) {
+        if !resume {
+            bail!(
+                "{} already holds a run (checkpoint {}); resume it with --resume or choose another --out",
+                out_dir.display(),
+                last.display()
+            )
+        }
+        return Ok(true);
     }
-    if !resume && (last.exists() || out_dir.join(rundir::METRICS_FILE).exists()) {
-        bail!("{} already holds a run; resume it with --resume or choose another --out", out_dir.display())
+    let leftovers = [
+        rundir::config_path(out_dir),
+        out_dir.join(rundir::METRICS_FILE),
+        out_dir.join(rundir::SUMMARY_FILE),
+        out_dir.join(rundir::INPUTS_FILE),
+    ];
+    let config: Option<Value> = rundir::read_json(&leftovers[0]).ok();
+    let is_run_config = |v: &Value| ["model", "task", "train"].iter().all(|k| v.get(k).is_some());
+    if leftovers[0].exists() && !config.as_ref().is_some_and(is_run_config) {
+        bail!("{} holds a config.json that is not an attnlab run's: choose another directory", out_dir.display())
     }
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create output directory {}", out_dir.display()))
+    if resume || leftovers.iter().any(|p| p.exists()) {
+        tracing::warn!(dir = %out_dir.display(), "the run there has no checkpoint yet: starting it again from step 0");
+    }
+    for file in leftovers {
+        if file.exists() {
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        }
+    }
+    let best = rundir::best_dir(out_dir);
+    if best.exists() {
+        std::fs::remove_dir_all(&best).with_context(|| format!("removing {}", best.display()))?;
+    }
+    Ok(false)
 }
 
 struct Session {
@@ -112,7 +159,13 @@ struct Session {
 }
 
 impl Session {
-    fn start(run: RunConfig, task: Box<dyn Task>, dir: &Path, opts: &TrainOptions) -> Result<Self> {
+    fn start(
+        run: RunConfig,
+        task: Box<dyn Task>,
+        dir: &Path,
+        opts: &TrainOptions,
+        resume: bool,
+    ) -> Result<Self> {
         let device = &opts.env.device;
         let (model, params) = Model::init(&run.model, run.seed, device)?;
         let mut opt = AdamW::new(&params, AdamWParams::from_config(&run.train))?;
@@ -126,8 +179,8 @@ impl Session {
         };
         let mut recent = VecDeque::new();
         let mut resumed_at = None;
-        if opts.resume {
-            state = restore(&run, dir, &params, &mut opt)?;
+        if resume {
+            state = restore(&run, dir, &params, &mut opt, opts.allow_changes)?;
             let kept = rundir::truncate_metrics(dir, state.step)?;
             recent.extend(kept.iter().filter(|l| l.split == "train").map(|l| l.loss));
             while recent.len() > 20 {
@@ -136,6 +189,7 @@ impl Session {
             resumed_at = Some(state.step);
             tracing::info!(step = state.step, dir = %dir.display(), "resuming");
         }
+        record_inputs(task.as_ref(), dir, resume, opts.allow_changes)?;
         let run_json = run.to_value()?;
         rundir::write_json(&rundir::config_path(dir), &run_json)?;
         let metrics = MetricsWriter::open(dir)?;
@@ -192,17 +246,15 @@ impl Session {
         let batch = self.task.train_batch(step, &mut self.state.rng, self.run.train.batch_size)?;
         let loss_t = self.task.loss(&self.model, &batch)?;
         let loss = loss_t.to_scalar::<f32>()? as f64;
-        if !loss.is_finite() {
-            bail!(
-                "training loss is {loss} at step {}: the run diverged and was stopped; the last good checkpoint is in {} (try a lower train.lr)",
-                step + 1,
-                rundir::last_dir(&self.dir).display()
-            )
-        }
+        guard::check_number("training loss", loss, step + 1, &self.dir)?;
         let mut grads = loss_t.backward()?;
         let norm = grad_norm(&self.params, &grads)?;
+        guard::check_number("gradient norm", norm, step + 1, &self.dir)?;
         clip_grads(&self.params, &mut grads, norm, self.run.train.grad_clip)?;
         self.opt.step(&grads, lr)?;
+        // Finite gradients can still overflow the weights (a huge rate): stop before the next
+        // step uses them; `Checkpoint::save` refuses them too.
+        guard::check_weights(&self.params, step + 1, &self.dir)?;
         let dt = t0.elapsed().as_secs_f64();
         self.state.step = step + 1;
         self.state.train_s += dt;
@@ -228,12 +280,7 @@ impl Session {
 
     fn eval_boundary(&mut self, step: usize) -> Result<()> {
         let loss = evaluate(self.task.as_ref(), &self.model)?;
-        if !loss.is_finite() {
-            bail!(
-                "validation loss is {loss} at step {step}: the run diverged; the last good checkpoint is in {}",
-                rundir::last_dir(&self.dir).display()
-            )
-        }
+        guard::check_number("validation loss", loss, step, &self.dir)?;
         self.last_val = Some(loss);
         let line = MetricLine {
             step,
@@ -261,7 +308,7 @@ impl Session {
         let files = self.extra_files(true)?;
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
         Checkpoint::save(&rundir::last_dir(&self.dir), &self.run_json, &self.params, &refs).with_context(
-            || format!("saving checkpoint in {} (the previous one is kept)", self.dir.display()),
+            || format!("saving checkpoint in {}", self.dir.display()),
         )?;
         tracing::debug!(step = self.state.step, "checkpoint saved");
         Ok(())
@@ -313,24 +360,43 @@ impl Session {
     }
 }
 
+/// Writes `RUN/inputs.json`; on resume, inputs that differ from the recorded ones (another
+/// corpus or tokenizer) are refused unless `allow_changes`.
+fn record_inputs(task: &dyn Task, dir: &Path, resume: bool, allow_changes: bool) -> Result<()> {
+    let inputs = Value::Object(task.inputs());
+    let path = dir.join(rundir::INPUTS_FILE);
+    if resume && path.is_file() {
+        let saved: Value = rundir::read_json(&path)?;
+        if saved != inputs {
+            let change = format!("inputs {saved} -> {inputs} (the corpus or tokenizer changed)");
+            if !allow_changes {
+                bail!("cannot resume {} exactly: {change}; pass --allow-changes to continue anyway", dir.display())
+            }
+            eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.display());
+        }
+    }
+    rundir::write_json(&path, &inputs)
+}
+
 /// Loads weights, moments and trainer state of `dir/last`, after checking that its config
 /// describes the same model and task as `run`.
-fn restore(run: &RunConfig, dir: &Path, params: &ParamStore, opt: &mut AdamW) -> Result<TrainerState> {
+fn restore(
+    run: &RunConfig,
+    dir: &Path,
+    params: &ParamStore,
+    opt: &mut AdamW,
+    allow_changes: bool,
+) -> Result<TrainerState> {
     let last = rundir::last_dir(dir);
     let saved_json: Value = rundir::read_json(&last.join(attnlab_model::checkpoint::CONFIG_FILE))?;
     let saved = RunConfig::from_value(saved_json).with_context(|| format!("reading {}", last.display()))?;
-    if saved.model != run.model {
-        bail!(
-            "cannot resume {}: its model config differs from this one\n  run:    {}\n  config: {}",
-            dir.display(),
-            serde_json::to_string(&saved.model)?,
-            serde_json::to_string(&run.model)?
-        )
-    }
-    if saved.task != run.task || saved.seed != run.seed {
-        bail!("cannot resume {}: its task config or seed differs from this one", dir.display())
+    let state: TrainerState = rundir::read_json(&last.join(STATE_FILE))?;
+    for change in resume_changes(&saved, run, state.step, dir, allow_changes)? {
+        tracing::warn!("--allow-changes: {change}");
+        eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.display());
     }
     params.load_safetensors(&last.join(attnlab_model::checkpoint::MODEL_FILE))?;
     opt.load(&last.join(OPTIMIZER_FILE))?;
-    rundir::read_json(&last.join(STATE_FILE))
+    guard::check_weights(params, state.step, dir)?;
+    Ok(state)
 }

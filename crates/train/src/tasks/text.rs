@@ -71,6 +71,8 @@ impl TextConfig {
 /// The text task: tokenized corpus, split, and fixed validation batches.
 pub struct TextTask {
     tokenizer: TextTokenizer,
+    /// SHA-256 of the corpus text (after a byte-order mark is dropped).
+    corpus_sha256: String,
     train: Vec<u32>,
     block_size: usize,
     val: Vec<Batch>,
@@ -113,7 +115,8 @@ impl TextTask {
         let val = (0..eval_batches)
             .map(|_| windows(val, block_size, batch_size, &mut rng, device))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self { tokenizer, train: train.to_vec(), block_size, val, device: device.clone() })
+        let corpus_sha256 = sha256_hex(text.as_bytes());
+        Ok(Self { tokenizer, corpus_sha256, train: train.to_vec(), block_size, val, device: device.clone() })
     }
 
     /// The tokenizer.
@@ -127,6 +130,12 @@ impl TextTask {
     }
 }
 
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn corpus_path(cfg: &TextConfig, hub: &HubOptions) -> Result<PathBuf> {
     match HubRef::parse(&cfg.corpus) {
         Some(r) => {
@@ -138,9 +147,13 @@ fn corpus_path(cfg: &TextConfig, hub: &HubOptions) -> Result<PathBuf> {
     }
 }
 
-/// Reads a corpus file: it must exist, be non-empty and be UTF-8.
+/// Reads a corpus file: it must exist, be non-empty and be UTF-8. A leading byte-order mark
+/// (U+FEFF) is a marker of the file, not text, and is dropped.
 pub fn read_corpus(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
+    let mut bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
+    if bytes.starts_with("\u{feff}".as_bytes()) {
+        bytes.drain(..3);
+    }
     if bytes.is_empty() {
         bail!("corpus {} is empty", path.display())
     }
@@ -156,7 +169,8 @@ pub fn read_corpus(path: &Path) -> Result<String> {
 fn build_tokenizer(cfg: &TextConfig, text: &str, corpus: &Path, hub: &HubOptions) -> Result<TextTokenizer> {
     match cfg.tokenizer.as_str() {
         "char" => TextTokenizer::char_level(text),
-        "bpe" => TextTokenizer::train_bpe(corpus, cfg.bpe_vocab_size),
+        "bpe" => TextTokenizer::train_bpe_on(text, cfg.bpe_vocab_size)
+            .with_context(|| format!("training BPE on {}", corpus.display())),
         other => match HubRef::parse(other) {
             Some(r) => TextTokenizer::from_hub(&r.map_err(|e| anyhow::anyhow!("task.tokenizer: {e}"))?, hub),
             None => TextTokenizer::from_file(Path::new(other)),
@@ -229,6 +243,15 @@ impl Task for TextTask {
         m.insert(key.to_string(), Value::from(nats / std::f64::consts::LN_2));
         m.insert("vocab_size".to_string(), Value::from(self.tokenizer.vocab_size()));
         Ok(m)
+    }
+
+    fn inputs(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("corpus_sha256".into(), Value::from(self.corpus_sha256.clone()));
+        if let Ok(json) = self.tokenizer.to_json() {
+            m.insert("tokenizer_sha256".into(), Value::from(sha256_hex(json.as_bytes())));
+        }
+        m
     }
 
     fn checkpoint_files(&self) -> candle_core::Result<Vec<(String, Vec<u8>)>> {
