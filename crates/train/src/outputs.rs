@@ -80,8 +80,8 @@ fn holds_checkpoint(dir: &Path) -> bool {
 
 /// `path` made absolute and free of `.`/`..`, resolving symbolic links as far as the path exists.
 fn absolute(path: &Path) -> PathBuf {
-    let joined = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut existing = joined.clone();
+    let joined = normalise(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+    let mut existing = joined;
     let mut rest = Vec::new();
     while !existing.exists() {
         match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
@@ -96,7 +96,7 @@ fn absolute(path: &Path) -> PathBuf {
     for name in rest.into_iter().rev() {
         out.push(name);
     }
-    normalise(&out)
+    out
 }
 
 fn normalise(path: &Path) -> PathBuf {
