@@ -80,7 +80,8 @@ fn kill_9_at_random_moments_then_resume_reaches_the_same_weights() {
             let again = bin().args(["train", &s(&config), "--out", &s(&dir)]).output().expect("again");
             ok(&again);
         }
-        let ckpt = attnlab_model::Checkpoint::load(dir.join("last"), &candle_core::Device::Cpu).expect("loads");
+        let ckpt =
+            attnlab_model::Checkpoint::load(dir.join("last"), &candle_core::Device::Cpu).expect("loads");
         ckpt.ensure_finite().expect("finite");
         assert!(weights(&dir) == weights(&reference), "run {i} ended with other weights");
         let opt = |d: &Path| std::fs::read(d.join("last/optimizer.safetensors")).expect("optimizer");
@@ -153,15 +154,44 @@ fn reliability_cases_through_the_binary() {
     std::fs::write(&config, RECALL).expect("config");
     // Case 12: fails before its first checkpoint, then the same command starts it afresh.
     let run = tmp.path().join("run12");
-    let bad = ["--set", "train.lr=1e8", "--set", "train.warmup_steps=0", "--set", "train.grad_clip=0", "--set", "train.ckpt_interval=1000", "--set", "train.eval_interval=1000"];
-    let err = failed(&bin().args(["train", &s(&config), "--out", &s(&run)]).args(bad).output().expect("train"));
+    let bad = [
+        "--set",
+        "train.lr=1e8",
+        "--set",
+        "train.warmup_steps=0",
+        "--set",
+        "train.grad_clip=0",
+        "--set",
+        "train.ckpt_interval=1000",
+        "--set",
+        "train.eval_interval=1000",
+    ];
+    let err =
+        failed(&bin().args(["train", &s(&config), "--out", &s(&run)]).args(bad).output().expect("train"));
     assert!(err.contains("diverged"), "{err}");
     ok(&bin().args(["train", &s(&config), "--out", &s(&run)]).output().expect("again"));
     // Case 14: extending a finished run changes the schedule unless its length is kept.
-    let err = failed(&bin().args(["train", "--resume", &s(&run), "--set", "train.steps=20"]).output().expect("resume"));
+    let err = failed(
+        &bin().args(["train", "--resume", &s(&run), "--set", "train.steps=20"]).output().expect("resume"),
+    );
     assert!(err.contains("train.lr_decay_steps=16") && err.contains("--allow-changes"), "{err}");
-    ok(&bin().args(["train", "--resume", &s(&run), "--set", "train.steps=20", "--set", "train.lr_decay_steps=16"]).output().expect("extend"));
-    let out = bin().args(["train", "--resume", &s(&run), "--set", "train.steps=24", "--set", "train.lr=1e-2", "--allow-changes"]).output().expect("allow");
+    ok(&bin()
+        .args(["train", "--resume", &s(&run), "--set", "train.steps=20", "--set", "train.lr_decay_steps=16"])
+        .output()
+        .expect("extend"));
+    let out = bin()
+        .args([
+            "train",
+            "--resume",
+            &s(&run),
+            "--set",
+            "train.steps=24",
+            "--set",
+            "train.lr=1e-2",
+            "--allow-changes",
+        ])
+        .output()
+        .expect("allow");
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("train.lr 0.003 -> 0.01"));
     // Case 01: a text run without a newline in its corpus; sampling without --prompt.
@@ -175,19 +205,43 @@ fn reliability_cases_through_the_binary() {
     // Case 19: augment into its own input run, inside it, or over another run is refused.
     let moons = tmp.path().join("moons");
     let mcfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/moons.toml");
-    ok(&bin().args(["train", &s(&mcfg), "--out", &s(&moons), "--set", "train.steps=5", "--set", "train.eval_interval=5"]).output().expect("moons"));
+    ok(&bin()
+        .args([
+            "train",
+            &s(&mcfg),
+            "--out",
+            &s(&moons),
+            "--set",
+            "train.steps=5",
+            "--set",
+            "train.eval_interval=5",
+        ])
+        .output()
+        .expect("moons"));
     let listing = |d: &Path| {
-        let mut v: Vec<_> = std::fs::read_dir(d).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let mut v: Vec<_> =
+            std::fs::read_dir(d).expect("ls").map(|e| e.expect("entry").file_name()).collect();
         v.sort();
         v
     };
     let before = listing(&moons);
     for out in [moons.clone(), moons.join("aug"), run.clone()] {
-        let err = failed(&bin().args(["augment", &s(&moons), "--point=-1,1", "--class", "1", "--out", &s(&out)]).output().expect("augment"));
+        let err = failed(
+            &bin()
+                .args(["augment", &s(&moons), "--point=-1,1", "--class", "1", "--out", &s(&out)])
+                .output()
+                .expect("augment"),
+        );
         assert!(err.contains(&s(&out)), "{err}");
     }
     assert_eq!(listing(&moons), before);
     let aug = tmp.path().join("aug");
-    ok(&bin().args(["augment", &s(&moons), "--point=-1,1", "--class", "1", "--out", &s(&aug)]).output().expect("augment"));
-    ok(&bin().args(["augment", &s(&moons), "--point=-1,1", "--class", "1", "--out", &s(&aug)]).output().expect("again"));
+    ok(&bin()
+        .args(["augment", &s(&moons), "--point=-1,1", "--class", "1", "--out", &s(&aug)])
+        .output()
+        .expect("augment"));
+    ok(&bin()
+        .args(["augment", &s(&moons), "--point=-1,1", "--class", "1", "--out", &s(&aug)])
+        .output()
+        .expect("again"));
 }

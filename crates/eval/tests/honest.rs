@@ -44,7 +44,8 @@ fn a_nan_model_is_named_and_left_out_of_the_numbers() -> anyhow::Result<()> {
     let md = fs::read_to_string(out.join("report.md"))?;
     let row = md.lines().find(|l| l.starts_with("| bad")).expect("a row for the bad run");
     assert!(row.contains("non-finite weights") && !row.contains("0.000"), "{row}");
-    let nan_group = report.groups[0].seed_groups.iter().find(|s| s.label.contains("non-finite")).expect("group");
+    let nan_group =
+        report.groups[0].seed_groups.iter().find(|s| s.label.contains("non-finite")).expect("group");
     assert!(nan_group.numbers.is_empty(), "{:?}", nan_group.numbers.keys().collect::<Vec<_>>());
     Ok(())
 }
@@ -59,6 +60,7 @@ fn duplicates_unfinished_not_started_and_other_inputs_are_kept_apart() -> anyhow
     fs::write(other_corpus.join("inputs.json"), r#"{"corpus_sha256":"ff"}"#)?;
     let fresh = common::make_run(tmp.path(), "e", "recall", MetricKind::Dot, 5, None);
     fs::remove_file(fresh.join("metrics.jsonl"))?;
+    fs::create_dir_all(tmp.path().join("x"))?;
     let a_again = tmp.path().join("x/../a");
     let dirs = vec![a.clone(), a_again, b, unfinished, other_corpus, fresh];
     let report = write_report(&dirs, &tmp.path().join("report"))?;

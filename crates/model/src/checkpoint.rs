@@ -159,7 +159,10 @@ fn injected_failure() -> Result<()> {
     use std::sync::atomic::Ordering;
     let take = FAIL_NEXT_SAVES.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     match take {
-        Ok(_) => Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (injected)").into()),
+        Ok(_) => {
+            Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (injected)")
+                .into())
+        }
         Err(_) => Ok(()),
     }
 }

@@ -59,7 +59,10 @@ pub fn generate_masked(
         let idx = Tensor::new(ctx, &device)?.unsqueeze(0)?;
         let mut logits: Vec<f32> = gpt.last_logits(&idx)?.squeeze(0)?.to_vec1()?;
         if let Some(bad) = logits.iter().find(|l| !l.is_finite()) {
-            bail!("the model's logits hold {bad} at generated token {}: its weights or inputs are not finite", ids.len() - prompt.len() + 1)
+            bail!(
+                "the model's logits hold {bad} at generated token {}: its weights or inputs are not finite",
+                ids.len() - prompt.len() + 1
+            )
         }
         for (l, _) in logits.iter_mut().zip(allowed).filter(|(_, a)| !**a) {
             *l = f32::NEG_INFINITY;

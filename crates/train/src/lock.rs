@@ -24,7 +24,8 @@ impl RunLock {
     /// Creates `dir` if needed and claims it. Errors when another process (or another
     /// `RunLock` in this one) holds it, naming the directory.
     pub fn try_acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create run directory {}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -39,9 +40,7 @@ impl RunLock {
                 dir.display(),
                 path.display()
             ),
-            Err(TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
+            Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
     }
 

@@ -37,7 +37,11 @@ pub fn check_output(out: &Path, inputs: &[&Path], writer: Writer) -> Result<()> 
             bail!("output {} is the input {}: choose another directory", out.display(), input.display())
         }
         if out_abs.starts_with(&input_abs) {
-            bail!("output {} is inside the input {}: choose a directory outside it", out.display(), input.display())
+            bail!(
+                "output {} is inside the input {}: choose a directory outside it",
+                out.display(),
+                input.display()
+            )
         }
         if writer == Writer::Augment && input_abs.starts_with(&out_abs) {
             bail!(
@@ -50,13 +54,19 @@ pub fn check_output(out: &Path, inputs: &[&Path], writer: Writer) -> Result<()> 
     let mut ancestor = out_abs.parent();
     while let Some(dir) = ancestor {
         if holds_run(dir) || holds_checkpoint(dir) {
-            bail!("output {} is inside the run or checkpoint {}: choose a directory outside it", out.display(), dir.display())
+            bail!(
+                "output {} is inside the run or checkpoint {}: choose a directory outside it",
+                out.display(),
+                dir.display()
+            )
         }
         ancestor = dir.parent();
     }
     let foreign = match writer {
         Writer::Train => holds_checkpoint(&out_abs) && !holds_run(&out_abs),
-        Writer::Augment => (holds_run(&out_abs) || holds_checkpoint(&out_abs)) && !out_abs.join(AUGMENT_FILE).is_file(),
+        Writer::Augment => {
+            (holds_run(&out_abs) || holds_checkpoint(&out_abs)) && !out_abs.join(AUGMENT_FILE).is_file()
+        }
         Writer::Report | Writer::Sweep => holds_run(&out_abs) || holds_checkpoint(&out_abs),
     };
     if foreign {

@@ -1,12 +1,16 @@
-//! What `--resume` may change: settings that do not alter the steps already taken
-//! (`steps` when the schedule's length is kept, the eval / checkpoint / log intervals), and
-//! nothing else unless asked (`--allow-changes`, which prints each change).
+//! Starting or resuming a run directory: a run without a checkpoint starts again from step 0,
+//! and `--resume` may change only settings that do not alter the steps already taken (`steps`
+//! when the schedule's length is kept, the eval / checkpoint / log intervals), nothing else
+//! unless asked (`--allow-changes`, which prints each change).
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
 use crate::config::{RunConfig, TrainConfig};
+use crate::rundir;
+use crate::task::Task;
 
 /// The `train.*` settings whose change alters a run's past (its rates, batches, updates or
 /// validation set), read from a [`TrainConfig`].
@@ -43,7 +47,11 @@ pub fn resume_changes(
         )
     }
     if run.train.steps < done {
-        bail!("cannot resume {}: train.steps {} is below the {done} steps already done", dir.display(), run.train.steps)
+        bail!(
+            "cannot resume {}: train.steps {} is below the {done} steps already done",
+            dir.display(),
+            run.train.steps
+        )
     }
     let mut changes = Vec::new();
     if saved.seed != run.seed {
@@ -76,4 +84,74 @@ pub fn resume_changes(
         dir.display(),
         changes.join("\n  ")
     )
+}
+
+/// Makes `out_dir` ready; returns whether to continue from its `last/` checkpoint.
+///
+/// A run that failed before its first `last/` checkpoint leaves only its own files
+/// (`config.json`, `metrics.jsonl`, maybe the step-0 `best/`): it is started afresh, also when
+/// asked to resume (from step 0).
+pub fn prepare_dir(out_dir: &Path, resume: bool) -> Result<bool> {
+    for ckpt in [rundir::last_dir(out_dir), rundir::best_dir(out_dir)] {
+        attnlab_model::checkpoint::recover_dir(&ckpt)?;
+    }
+    let last = rundir::last_dir(out_dir);
+    if rundir::can_resume(out_dir) {
+        if !resume {
+            bail!(
+                "{} already holds a run (checkpoint {}); resume it with --resume or choose another --out",
+                out_dir.display(),
+                last.display()
+            )
+        }
+        return Ok(true);
+    }
+    let leftovers = [
+        rundir::config_path(out_dir),
+        out_dir.join(rundir::METRICS_FILE),
+        out_dir.join(rundir::SUMMARY_FILE),
+        out_dir.join(rundir::INPUTS_FILE),
+    ];
+    let config: Option<Value> = rundir::read_json(&leftovers[0]).ok();
+    let is_run_config = |v: &Value| ["model", "task", "train"].iter().all(|k| v.get(k).is_some());
+    if leftovers[0].exists() && !config.as_ref().is_some_and(is_run_config) {
+        bail!(
+            "{} holds a config.json that is not an attnlab run's: choose another directory",
+            out_dir.display()
+        )
+    }
+    if resume || leftovers.iter().any(|p| p.exists()) {
+        tracing::warn!(dir = %out_dir.display(), "the run there has no checkpoint yet: starting it again from step 0");
+    }
+    for file in leftovers {
+        if file.exists() {
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        }
+    }
+    let best = rundir::best_dir(out_dir);
+    if best.exists() {
+        std::fs::remove_dir_all(&best).with_context(|| format!("removing {}", best.display()))?;
+    }
+    Ok(false)
+}
+
+/// Writes `RUN/inputs.json`; on resume, inputs that differ from the recorded ones (another
+/// corpus or tokenizer) are refused unless `allow_changes`.
+pub fn record_inputs(task: &dyn Task, dir: &Path, resume: bool, allow_changes: bool) -> Result<()> {
+    let inputs = Value::Object(task.inputs());
+    let path = dir.join(rundir::INPUTS_FILE);
+    if resume && path.is_file() {
+        let saved: Value = rundir::read_json(&path)?;
+        if saved != inputs {
+            let change = format!("inputs {saved} -> {inputs} (the corpus or tokenizer changed)");
+            if !allow_changes {
+                bail!(
+                    "cannot resume {} exactly: {change}; pass --allow-changes to continue anyway",
+                    dir.display()
+                )
+            }
+            eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.display());
+        }
+    }
+    rundir::write_json(&path, &inputs)
 }

@@ -20,12 +20,12 @@ use serde_json::{Map, Value};
 
 use crate::config::RunConfig;
 use crate::guard;
-use crate::lock::RunLock;
-use crate::outputs::{Writer, check_output};
-use crate::resume::resume_changes;
 use crate::interrupt::{Interrupted, stop_requested};
+use crate::lock::RunLock;
 use crate::optim::{AdamW, AdamWParams, clip_grads, grad_norm, lr_at};
+use crate::outputs::{Writer, check_output};
 use crate::progress::Progress;
+use crate::resume::{prepare_dir, record_inputs, resume_changes};
 use crate::rundir::{self, MetricLine, MetricsWriter, OPTIMIZER_FILE, STATE_FILE, Summary, TrainerState};
 use crate::task::Task;
 use crate::tasks::{TaskEnv, build_task};
@@ -48,7 +48,13 @@ pub struct TrainOptions {
 impl TrainOptions {
     /// A fresh run on `device`, no progress bar.
     pub fn new(device: &Device) -> Self {
-        Self { resume: false, env: TaskEnv::on(device), progress_bar: false, stop_at: None, allow_changes: false }
+        Self {
+            resume: false,
+            env: TaskEnv::on(device),
+            progress_bar: false,
+            stop_at: None,
+            allow_changes: false,
+        }
     }
 }
 
@@ -93,52 +99,6 @@ pub fn evaluate(task: &dyn Task, model: &Model) -> Result<f64> {
         total += task.loss(model, b)?.to_scalar::<f32>()? as f64;
     }
     Ok(total / batches.len().max(1) as f64)
-}
-
-/// Makes `out_dir` ready; returns whether to continue from its `last/` checkpoint.
-///
-/// A run that failed before its first `last/` checkpoint leaves only its own files
-/// (`config.json`, `metrics.jsonl`, maybe the step-0 `best/`): it is started afresh, also when
-/// asked to resume (from step 0).
-fn prepare_dir(out_dir: &Path, resume: bool) -> Result<bool> {
-    for ckpt in [rundir::last_dir(out_dir), rundir::best_dir(out_dir)] {
-        attnlab_model::checkpoint::recover_dir(&ckpt)?;
-    }
-    let last = rundir::last_dir(out_dir);
-    if rundir::can_resume(out_dir) {
-        if !resume {
-            bail!(
-                "{} already holds a run (checkpoint {}); resume it with --resume or choose another --out",
-                out_dir.display(),
-                last.display()
-            )
-        }
-        return Ok(true);
-    }
-    let leftovers = [
-        rundir::config_path(out_dir),
-        out_dir.join(rundir::METRICS_FILE),
-        out_dir.join(rundir::SUMMARY_FILE),
-        out_dir.join(rundir::INPUTS_FILE),
-    ];
-    let config: Option<Value> = rundir::read_json(&leftovers[0]).ok();
-    let is_run_config = |v: &Value| ["model", "task", "train"].iter().all(|k| v.get(k).is_some());
-    if leftovers[0].exists() && !config.as_ref().is_some_and(is_run_config) {
-        bail!("{} holds a config.json that is not an attnlab run's: choose another directory", out_dir.display())
-    }
-    if resume || leftovers.iter().any(|p| p.exists()) {
-        tracing::warn!(dir = %out_dir.display(), "the run there has no checkpoint yet: starting it again from step 0");
-    }
-    for file in leftovers {
-        if file.exists() {
-            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
-        }
-    }
-    let best = rundir::best_dir(out_dir);
-    if best.exists() {
-        std::fs::remove_dir_all(&best).with_context(|| format!("removing {}", best.display()))?;
-    }
-    Ok(false)
 }
 
 struct Session {
@@ -307,9 +267,8 @@ impl Session {
     fn save_last(&mut self) -> Result<()> {
         let files = self.extra_files(true)?;
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-        Checkpoint::save(&rundir::last_dir(&self.dir), &self.run_json, &self.params, &refs).with_context(
-            || format!("saving checkpoint in {}", self.dir.display()),
-        )?;
+        Checkpoint::save(&rundir::last_dir(&self.dir), &self.run_json, &self.params, &refs)
+            .with_context(|| format!("saving checkpoint in {}", self.dir.display()))?;
         tracing::debug!(step = self.state.step, "checkpoint saved");
         Ok(())
     }
@@ -358,24 +317,6 @@ impl Session {
         );
         Ok(summary)
     }
-}
-
-/// Writes `RUN/inputs.json`; on resume, inputs that differ from the recorded ones (another
-/// corpus or tokenizer) are refused unless `allow_changes`.
-fn record_inputs(task: &dyn Task, dir: &Path, resume: bool, allow_changes: bool) -> Result<()> {
-    let inputs = Value::Object(task.inputs());
-    let path = dir.join(rundir::INPUTS_FILE);
-    if resume && path.is_file() {
-        let saved: Value = rundir::read_json(&path)?;
-        if saved != inputs {
-            let change = format!("inputs {saved} -> {inputs} (the corpus or tokenizer changed)");
-            if !allow_changes {
-                bail!("cannot resume {} exactly: {change}; pass --allow-changes to continue anyway", dir.display())
-            }
-            eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.display());
-        }
-    }
-    rundir::write_json(&path, &inputs)
 }
 
 /// Loads weights, moments and trainer state of `dir/last`, after checking that its config

@@ -49,7 +49,10 @@ fn injected_full_disk_keeps_the_previous_checkpoint() -> anyhow::Result<()> {
     train(&run, &dir, &TrainOptions { resume: true, ..opts.clone() })?;
     let straight = tmp.path().join("straight");
     train(&run, &straight, &opts)?;
-    assert_eq!(std::fs::read(dir.join("last/model.safetensors"))?, std::fs::read(straight.join("last/model.safetensors"))?);
+    assert_eq!(
+        std::fs::read(dir.join("last/model.safetensors"))?,
+        std::fs::read(straight.join("last/model.safetensors"))?
+    );
     Ok(())
 }
 

@@ -32,7 +32,12 @@ fn untimed(dir: &Path) -> Vec<MetricLine> {
 fn same_files(a: &Path, b: &Path) {
     for file in ["model.safetensors", "optimizer.safetensors"] {
         let (x, y) = (std::fs::read(a.join("last").join(file)), std::fs::read(b.join("last").join(file)));
-        assert!(x.expect("read") == y.expect("read"), "{file} differs between {} and {}", a.display(), b.display());
+        assert!(
+            x.expect("read") == y.expect("read"),
+            "{file} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
     }
 }
 
@@ -74,7 +79,13 @@ fn divergence_stops_before_the_step_and_never_saves_non_finite_weights() -> anyh
 fn a_run_that_failed_before_its_first_checkpoint_starts_again() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("run");
-    let bad = ["train.lr=1e8", "train.warmup_steps=0", "train.grad_clip=0", "train.ckpt_interval=1000", "train.eval_interval=1000"];
+    let bad = [
+        "train.lr=1e8",
+        "train.warmup_steps=0",
+        "train.grad_clip=0",
+        "train.ckpt_interval=1000",
+        "train.eval_interval=1000",
+    ];
     let run = common::run_from_toml(&common::recall_toml("dot", 10), &bad)?;
     let err = train(&run, &dir, &opts()).expect_err("diverges");
     let d = err.downcast_ref::<Diverged>().expect("Diverged").clone();
@@ -127,7 +138,10 @@ fn resume_refuses_changes_to_the_past_and_extends_with_a_fixed_schedule() -> any
         (&["train.batch_size=8"][..], "train.batch_size 4 -> 8"),
         (&["seed=4"][..], "seed 3 -> 4"),
     ] {
-        let changed = common::run_from_toml(&common::recall_toml("dot", 10), &[&["train.warmup_steps=2"][..], set].concat())?;
+        let changed = common::run_from_toml(
+            &common::recall_toml("dot", 10),
+            &[&["train.warmup_steps=2"][..], set].concat(),
+        )?;
         let err = format!("{:#}", train(&changed, &dir, &resume).expect_err("a change to the past"));
         assert!(err.contains(needle) && err.contains("--allow-changes"), "{set:?}: {err}");
     }
@@ -143,7 +157,10 @@ fn resume_refuses_changes_to_the_past_and_extends_with_a_fixed_schedule() -> any
     let min_lr = twenty.train.min_lr();
     assert!(lrs[10..].iter().all(|&lr| lr == min_lr), "{lrs:?}");
     // --allow-changes accepts a changed rate.
-    let faster = common::run_from_toml(&common::recall_toml("dot", 10), &["train.warmup_steps=2", "train.steps=20", "train.lr_decay_steps=10", "train.lr=1e-2"])?;
+    let faster = common::run_from_toml(
+        &common::recall_toml("dot", 10),
+        &["train.warmup_steps=2", "train.steps=20", "train.lr_decay_steps=10", "train.lr=1e-2"],
+    )?;
     let allow = TrainOptions { resume: true, allow_changes: true, ..opts() };
     let other = tmp.path().join("other");
     train(&ten, &other, &opts())?;

@@ -25,7 +25,10 @@ fn sparse_ids_and_added_tokens_keep_the_files_numbers() -> anyhow::Result<()> {
     let tok = TextTokenizer::from_json(SPARSE)?;
     assert_eq!(tok.vocab_size(), 41, "largest id 40 + 1");
     assert_eq!(tok.encode("far <|endoftext|> the")?, vec![20, 40, 1]);
-    assert_eq!(tok.decode(&[20, 40, 1])?.split_whitespace().collect::<Vec<_>>(), ["far", "<|endoftext|>", "the"]);
+    assert_eq!(
+        tok.decode(&[20, 40, 1])?.split_whitespace().collect::<Vec<_>>(),
+        ["far", "<|endoftext|>", "the"]
+    );
     let mask = tok.decodable_ids(41);
     let decodable: Vec<usize> = (0..41).filter(|&i| mask[i]).collect();
     assert_eq!(decodable, [0, 1, 2, 3, 4, 5, 6, 7, 8, 20, 40]);
@@ -48,7 +51,8 @@ fn a_model_trains_on_a_sparse_tokenizer() -> anyhow::Result<()> {
     let run = common::run_from_toml(&text, &[&set])?;
     let dir = tmp.path().join("run");
     train(&run, &dir, &TrainOptions::new(&Device::Cpu))?;
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("last/config.json"))?)?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("last/config.json"))?)?;
     assert_eq!(cfg["model"]["vocab_size"], 41);
     let saved = TextTokenizer::from_file(&dir.join("last/tokenizer.json"))?;
     assert_eq!(saved.encode("<|endoftext|>")?, vec![40]);

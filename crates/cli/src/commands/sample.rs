@@ -60,8 +60,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
         seed: args.seed,
     };
     let allowed = tokenizer.decodable_ids(gpt.config().vocab_size);
-    let ids =
-        generate_masked(gpt, &prompt, args.tokens, &sampling, &allowed).map_err(|e| anyhow!("generating: {e}"))?;
+    let ids = generate_masked(gpt, &prompt, args.tokens, &sampling, &allowed)
+        .map_err(|e| anyhow!("generating: {e}"))?;
     println!("{prompt_text}{}", tokenizer.decode(&ids)?);
     Ok(())
 }

@@ -93,7 +93,13 @@ impl TextTokenizer {
 
     /// Parses the JSON of a `tokenizer.json`; the ids it gives are kept (see [`TextTokenizer`]).
     pub fn from_json(json: &str) -> Result<Self> {
-        let inner: Tokenizer = json.parse().map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
+        // Syntax first: the tokenizers loader panics on some malformed files instead of erroring.
+        serde_json::from_str::<serde_json::Value>(json).map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
+        let parsed = std::panic::catch_unwind(|| json.parse::<Tokenizer>());
+        let inner = match parsed {
+            Ok(result) => result.map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?,
+            Err(_) => bail!("invalid tokenizer.json: the tokenizers library could not read its structure"),
+        };
         let chars = char_vocab(&inner);
         let (to_user, from_user) = added_id_map(json, &inner)?;
         Ok(Self { inner, chars, json: json.to_string(), to_user, from_user })
@@ -148,7 +154,9 @@ impl TextTokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         let inner: Vec<u32> = ids.iter().map(|id| self.from_user.get(id).copied().unwrap_or(*id)).collect();
         for (&user, id) in ids.iter().zip(&inner) {
-            if self.inner.id_to_token(*id).is_none() || (self.to_user.contains_key(id) && !self.from_user.contains_key(&user)) {
+            if self.inner.id_to_token(*id).is_none()
+                || (self.to_user.contains_key(id) && !self.from_user.contains_key(&user))
+            {
                 bail!("token id {user} is not in the tokenizer's vocabulary")
             }
         }
@@ -187,7 +195,8 @@ fn char_vocab(tok: &Tokenizer) -> Option<HashMap<char, u32>> {
 
 /// The added tokens whose id in the file differs from the loader's: (loader -> file, file -> loader).
 fn added_id_map(json: &str, tok: &Tokenizer) -> Result<(HashMap<u32, u32>, HashMap<u32, u32>)> {
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
     let (mut to_user, mut from_user) = (HashMap::new(), HashMap::new());
     let added = value.get("added_tokens").and_then(|a| a.as_array()).cloned().unwrap_or_default();
     for token in added {
@@ -196,7 +205,8 @@ fn added_id_map(json: &str, tok: &Tokenizer) -> Result<(HashMap<u32, u32>, HashM
         else {
             continue;
         };
-        let file_id = u32::try_from(file_id).map_err(|_| anyhow!("added token {content:?}: id {file_id} is too large"))?;
+        let file_id = u32::try_from(file_id)
+            .map_err(|_| anyhow!("added token {content:?}: id {file_id} is too large"))?;
         let Some(loaded) = tok.token_to_id(content) else { continue };
         if loaded != file_id {
             if tok.id_to_token(file_id).is_some_and(|t| t != content) {
