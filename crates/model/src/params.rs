@@ -155,9 +155,9 @@ impl ParamStore {
 
 /// Whether every element of `t` is finite (no NaN, no +-inf); reduces on `t`'s device.
 pub fn tensor_is_finite(t: &Tensor) -> Result<bool> {
-    // x - x is 0 for finite x and NaN for NaN and +-inf; the sum is then NaN exactly when some
+    // 0 * x is 0 for finite x and NaN for NaN and +-inf; the sum is then NaN exactly when some
     // element is not finite (a sum of zeros cannot overflow).
-    let probe = (t - t)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    let probe = t.affine(0.0, 0.0)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
     Ok(probe == 0.0)
 }
 

@@ -94,7 +94,8 @@ impl TextTokenizer {
     /// Parses the JSON of a `tokenizer.json`; the ids it gives are kept (see [`TextTokenizer`]).
     pub fn from_json(json: &str) -> Result<Self> {
         // Syntax first: the tokenizers loader panics on some malformed files instead of erroring.
-        serde_json::from_str::<serde_json::Value>(json).map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
+        serde_json::from_str::<serde_json::Value>(json)
+            .map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
         let parsed = std::panic::catch_unwind(|| json.parse::<Tokenizer>());
         let inner = match parsed {
             Ok(result) => result.map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?,
