@@ -3,6 +3,7 @@
 mod commands;
 mod runtime;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Train a grid of runs (bases x metrics x seeds ...) and report on all of them.
     Sweep(commands::sweep::SweepArgs),
+    /// One job of `sweep --jobs N` (internal): trains the planned run given on stdin.
+    #[command(hide = true)]
+    SweepRun(commands::sweep_run::SweepRunArgs),
     /// Training speed and peak memory of the reference GPT per attention metric.
     Bench(commands::bench::BenchArgs),
 }
@@ -56,11 +60,15 @@ fn main() -> ExitCode {
         Command::Augment(args) => commands::augment::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Sweep(args) => commands::sweep::run(args),
+        Command::SweepRun(args) => commands::sweep_run::run(args),
         Command::Bench(args) => commands::bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<attnlab_train::Interrupted>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<attnlab_train::Interrupted>().is_some()
+                || e.downcast_ref::<attnlab_train::sweep::jobs::SweepInterrupted>().is_some() =>
+        {
             eprintln!("{e}");
             ExitCode::from(130)
         }
@@ -79,5 +87,10 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour codes only on a terminal: a log redirected to a file stays plain text.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }

@@ -41,8 +41,3 @@ pub fn apply(threads: Option<usize>) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// The number of threads candle's CPU kernels use in this process.
-pub fn current() -> usize {
-    candle_core::utils::get_num_threads()
-}

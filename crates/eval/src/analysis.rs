@@ -2,7 +2,7 @@
 //! Each model kind plugs its own analysis in here (GPT now; set regressors and prototype
 //! networks add theirs).
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result};
 use attnlab_model::Checkpoint;
 use attnlab_train::{RunConfig, TaskEnv, build_task};
 use candle_core::{DType, Device, Tensor};
@@ -29,7 +29,7 @@ pub struct GeometryReport {
 
 /// Learned-parameter statistics of the run's checkpoint; `None` when it has no attention blocks.
 pub fn analyse_params(run: &Run) -> Result<Option<Vec<HeadParams>>> {
-    let Some(ckpt) = run.checkpoint_dir() else { return Err(anyhow!("no checkpoint in last/ or best/")) };
+    let ckpt = run.checkpoint_dir().context("no checkpoint in last/ or best/")?;
     let n_head = run.config.pointer("/model/n_head").and_then(Value::as_u64).unwrap_or(1) as usize;
     let heads = head_params(&ckpt, n_head)?;
     Ok((!heads.is_empty()).then_some(heads))
@@ -39,9 +39,9 @@ pub fn analyse_params(run: &Run) -> Result<Option<Vec<HeadParams>>> {
 /// without a geometry analysis (set regressors would need a probed forward pass in the model
 /// crate; prototype networks are described by their key-to-data distances and pictures).
 pub fn analyse_geometry(run: &Run) -> Result<Option<GeometryReport>> {
-    let Some(dir) = run.checkpoint_dir() else { return Err(anyhow!("no checkpoint in last/ or best/")) };
+    let dir = run.checkpoint_dir().context("no checkpoint in last/ or best/")?;
     let device = Device::Cpu;
-    let ckpt = Checkpoint::load(&dir, &device).map_err(|e| anyhow!("loading {}: {e}", dir.display()))?;
+    let ckpt = Checkpoint::load(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
     let Some(gpt) = ckpt.model.as_gpt() else { return Ok(None) };
     let (tokens, inputs) = gpt_inputs(run, gpt.config().vocab_size, gpt.config().block_size, &device)?;
     Ok(Some(GeometryReport { inputs, heads: gpt_geometry(gpt, &tokens)? }))

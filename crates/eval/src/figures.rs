@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::group::TaskGroup;
-use crate::plot::{Panel, Series, line_charts};
+use crate::plot::{Panel, Series, line_grid};
 use crate::run::{Run, Split};
-use crate::stats::ema;
+use crate::stats::{MeanStd, ema};
 
 /// Smoothing of training-loss curves (EMA factor); validation curves are drawn raw.
 pub const TRAIN_EMA: f64 = 0.9;
@@ -21,50 +21,118 @@ pub enum XAxis {
     Wall,
 }
 
-/// Loss curves of every run of `group`, train (EMA-smoothed) and validation side by side;
-/// one colour per seed group, one line per run. Writes `dir/{id}_loss_{step|wall}.{png,svg}`.
-pub fn loss_curves(dir: &Path, group: &TaskGroup, runs: &[Run], x: XAxis) -> Result<Vec<PathBuf>> {
+/// Loss curves of `group`: train (EMA-smoothed) and validation loss, one line per
+/// configuration (mean over its seeds, with a mean ± std band), and below each the difference of
+/// the means to the configuration's baseline (`baselines[i]`, see [`crate::baseline::baselines`])
+/// on its own zoomed axis. Writes `dir/{id}_loss_{step|wall}.{png,svg}`.
+pub fn loss_curves(
+    dir: &Path,
+    group: &TaskGroup,
+    runs: &[Run],
+    x: XAxis,
+    baselines: &[Option<usize>],
+) -> Result<Vec<PathBuf>> {
     let (suffix, x_label) = match x {
         XAxis::Step => ("step", "step"),
         XAxis::Wall => ("wall", "wall time (s)"),
     };
-    let mut panels = Vec::new();
+    let mut top = Vec::new();
+    let mut bottom = Vec::new();
     for (split, name) in [(Split::Train, "train loss (EMA 0.9)"), (Split::Val, "validation loss")] {
-        let mut series = Vec::new();
-        for (color, sg) in group.seed_groups.iter().enumerate() {
-            for (n, &i) in sg.runs.iter().enumerate() {
-                let recs: Vec<_> = runs[i].split(split).collect();
-                let xs: Vec<Option<f64>> = recs
-                    .iter()
-                    .map(|r| match x {
-                        XAxis::Step => Some(r.step as f64),
-                        XAxis::Wall => r.wall_s,
-                    })
-                    .collect();
-                let raw: Vec<f64> = recs.iter().map(|r| r.loss).collect();
-                let ys = if split == Split::Train { ema(&raw, TRAIN_EMA) } else { raw };
-                let points = xs.iter().zip(ys).filter_map(|(x, y)| Some(((*x)?, y))).collect();
-                let label = (n == 0).then(|| legend(&sg.label, sg.runs.len()));
-                series.push(Series {
-                    label,
-                    color,
-                    points,
-                    markers: split == Split::Val && recs.len() <= 12,
-                });
-            }
-        }
+        let curves: Vec<SeedCurve> =
+            group.seed_groups.iter().map(|sg| seed_curve(runs, &sg.runs, split, x)).collect();
+        let series: Vec<Series> = group
+            .seed_groups
+            .iter()
+            .zip(&curves)
+            .enumerate()
+            .map(|(color, (sg, c))| Series {
+                label: Some(legend(&sg.label, sg.runs.len())),
+                color,
+                points: c.iter().map(|p| (p.0, p.1)).collect(),
+                markers: split == Split::Val && c.len() <= 12,
+                band: if sg.runs.len() > 1 {
+                    c.iter().map(|p| (p.0, p.1 - p.2, p.1 + p.2)).collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
         let log_y = Panel::spans(&series, 4.0);
-        panels.push(Panel {
-            title: name.into(),
+        top.push(Panel {
+            title: format!("{name}, mean ± std over seeds"),
             x_label: x_label.into(),
             y_label: "loss".into(),
             integer_x: false,
             log_y,
             series,
+            hline: None,
+        });
+        let diffs: Vec<Series> = baselines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let base = &curves[(*b)?];
+                let points = difference(&curves[i], base);
+                Some(Series { label: None, color: i, points, markers: false, band: Vec::new() })
+            })
+            .collect();
+        let base_name = baselines
+            .iter()
+            .flatten()
+            .next()
+            .map_or("baseline".to_string(), |&b| group.seed_groups[b].metric.clone());
+        bottom.push(Panel {
+            title: format!("{name}: difference to {base_name} (same settings)"),
+            x_label: x_label.into(),
+            y_label: "loss difference".into(),
+            integer_x: false,
+            log_y: false,
+            series: diffs,
+            hline: Some(0.0),
         });
     }
+    let with_diff = bottom.iter().any(|p| !p.series.is_empty());
+    let panels: Vec<Panel> = if with_diff { top.into_iter().chain(bottom).collect() } else { top };
     let title = format!("{}: loss against {x_label}", group.id);
-    line_charts(&dir.join(format!("{}_loss_{suffix}", group.id)), &title, &panels, (620, 440))
+    line_grid(&dir.join(format!("{}_loss_{suffix}", group.id)), &title, &panels, (620, 400), 2)
+}
+
+/// Points `(x, mean, std)` of one configuration's curve over its seeds, at the steps every seed
+/// logged; `x` is the step or the mean wall time at that step.
+type SeedCurve = Vec<(f64, f64, f64)>;
+
+fn seed_curve(runs: &[Run], members: &[usize], split: Split, x: XAxis) -> SeedCurve {
+    use std::collections::BTreeMap;
+    let mut at: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+    for &i in members {
+        let recs: Vec<_> = runs[i].split(split).collect();
+        let raw: Vec<f64> = recs.iter().map(|r| r.loss).collect();
+        let ys = if split == Split::Train { ema(&raw, TRAIN_EMA) } else { raw };
+        for (r, y) in recs.iter().zip(ys) {
+            let xv = match x {
+                XAxis::Step => Some(r.step as f64),
+                XAxis::Wall => r.wall_s,
+            };
+            if let Some(xv) = xv {
+                at.entry(r.step).or_default().push((xv, y));
+            }
+        }
+    }
+    at.into_values()
+        .filter(|v| v.len() == members.len())
+        .filter_map(|v| {
+            let xm = v.iter().map(|p| p.0).sum::<f64>() / v.len() as f64;
+            let ys: Vec<f64> = v.iter().map(|p| p.1).collect();
+            let m = MeanStd::of(&ys)?;
+            Some((xm, m.mean, m.std.unwrap_or(0.0)))
+        })
+        .collect()
+}
+
+/// `mean(a) - mean(b)` at the x values both curves have (matched to 1e-9).
+fn difference(a: &SeedCurve, b: &SeedCurve) -> Vec<(f64, f64)> {
+    a.iter().filter_map(|p| b.iter().find(|q| (q.0 - p.0).abs() < 1e-9).map(|q| (p.0, p.1 - q.1))).collect()
 }
 
 fn legend(label: &str, n_runs: usize) -> String {
@@ -97,11 +165,13 @@ pub fn geometry_chart(
                     color,
                     points: ys.iter().enumerate().map(|(l, y)| (l as f64, *y)).collect(),
                     markers: true,
+                    band: Vec::new(),
                 })
                 .collect(),
+            hline: None,
         })
         .collect();
     let title =
         format!("{}: attention geometry on validation inputs (mean over heads and seeds)", group.task);
-    line_charts(&dir.join(format!("{}_geometry", group.id)), &title, &panels, (420, 400))
+    line_grid(&dir.join(format!("{}_geometry", group.id)), &title, &panels, (420, 360), 4)
 }

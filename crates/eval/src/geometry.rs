@@ -6,16 +6,24 @@
 //! - attention entropy: `-sum_j w_ij ln w_ij` (nats), averaged over query rows;
 //! - mean attention distance: `sum_j w_ij |i - j|` in positions, averaged over query rows;
 //! - agreement with dot product: total-variation distance `1/2 sum_j |w_ij - w^dot_ij|` between
-//!   the run's attention and `softmax(q.k/sqrt(d) + mask)` computed from the same `q`, `k`.
+//!   the run's attention and `softmax(c q.k + mask)` computed from the same `q`, `k`, at the
+//!   effective scale `c` of [`dot_reference_scale`] (`2/sqrt(d)` for `neg_sq_euclid`, so that the
+//!   distance isolates the key bias `-|k|^2/sqrt(d)`);
+//! - the measures of [`crate::diagnostics`]: uniform entropy under the mask, largest score,
+//!   attention-sink mass, unselected keys.
 //!
 //! Shapes: keys `(b, h, t, d)`, attention weights `(b, h, tq, tk)`; results are `(h,)`.
 
 use anyhow::{Result, bail};
 use attnlab_model::{Gpt, MetricKind, MetricLayer, MetricSpec, ParamStore, causal_mask};
+
+use crate::diagnostics::{
+    dot_reference_scale, max_abs_score, sink_mass, uniform_entropy, unselected_keys, visible,
+};
 use candle_core::{DType, Tensor};
 use serde::Serialize;
 
-/// The four geometry numbers of one head.
+/// The geometry numbers of one head.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeadGeometry {
     /// Block index.
@@ -30,8 +38,26 @@ pub struct HeadGeometry {
     pub entropy_dot: f64,
     /// Mean `|i - j|` under the attention weights.
     pub mean_distance: f64,
-    /// Mean total-variation distance to dot-product attention from the same `q`, `k`.
+    /// Mean total-variation distance to dot-product attention from the same `q`, `k` at scale
+    /// [`HeadGeometry::dot_scale`].
     pub tv_to_dot: f64,
+    /// Scale `c` of the dot attention `softmax(c q.k)` behind `tv_to_dot` and `entropy_dot`.
+    pub dot_scale: f64,
+    /// Mean entropy of uniform attention under the same mask (nats).
+    pub entropy_uniform: f64,
+    /// Largest `|pre-softmax score|` over visible pairs.
+    pub max_logit: f64,
+    /// Mean attention weight on the first key (queries seeing at least two keys).
+    pub sink_mass: f64,
+    /// Share of keys that no query ranks first.
+    pub unselected_keys: f64,
+}
+
+impl HeadGeometry {
+    /// `entropy / entropy_uniform`: 1 for uniform attention, 0 for one-hot.
+    pub fn entropy_ratio(&self) -> f64 {
+        self.entropy / self.entropy_uniform
+    }
 }
 
 /// Dimensions `(b, h, tq, tk)`.
@@ -108,24 +134,34 @@ pub fn gpt_geometry(gpt: &Gpt, tokens: &Tensor) -> Result<Vec<HeadGeometry>> {
     let mut out = Vec::new();
     for (layer, (probe, block)) in probes.iter().zip(gpt.blocks()).enumerate() {
         let metric = block.attn().metric();
-        out.extend(layer_geometry(layer, metric, &probe.q, &probe.k, Some(&mask))?);
+        let power = gpt.config().attention.power();
+        out.extend(layer_geometry(layer, metric, power, &probe.q, &probe.k, Some(&mask))?);
     }
     Ok(out)
 }
 
-/// Geometry of one layer from its queries and keys `(b, h, t, d)`, its metric and mask.
+/// Geometry of one layer from its queries `(b, h, tq, d)`, keys `(b, h, tk, d)`, its metric (with
+/// its distance power `power`, used for `neg_euclid`'s dot equivalent) and mask `(tq, tk)`.
 pub fn layer_geometry(
     layer: usize,
     metric: &MetricLayer,
+    power: f64,
     q: &Tensor,
     k: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Vec<HeadGeometry>> {
-    let (_b, h, _t, d) = q.dims4()?;
-    let w = metric.weights(q, k, mask)?; // (b, h, t, t)
+    let (_b, h, tq, d) = q.dims4()?;
+    let tk = k.dim(2)?;
+    let w = metric.weights(q, k, mask)?; // (b, h, tq, tk)
     let store = ParamStore::new(0, q.device());
-    let dot = MetricLayer::new(&MetricSpec::of(MetricKind::Dot), h, d, &store.root())?;
-    let w_dot = dot.weights(q, k, mask)?; // (b, h, t, t)
+    let dot_scale = dot_reference_scale(metric, power);
+    let dot = MetricLayer::new(&MetricSpec::of(MetricKind::Dot), h, d, &store.root())?.with_scale(dot_scale);
+    let w_dot = dot.weights(q, k, mask)?; // (b, h, tq, tk)
+    let seen = visible(mask, tq, tk)?;
+    let ent_uniform = uniform_entropy(&seen, tq, tk);
+    let logit = max_abs_score(&metric.scores(q, k)?, &seen)?;
+    let sink = sink_mass(&w, &seen)?;
+    let unselected = unselected_keys(&w)?;
     let cv = key_norm_cv(k)?;
     let ent = attention_entropy(&w)?;
     let ent_dot = attention_entropy(&w_dot)?;
@@ -140,6 +176,11 @@ pub fn layer_geometry(
             entropy_dot: ent_dot[head],
             mean_distance: dist[head],
             tv_to_dot: tv[head],
+            dot_scale,
+            entropy_uniform: ent_uniform,
+            max_logit: logit[head],
+            sink_mass: sink[head],
+            unselected_keys: unselected[head],
         })
         .collect())
 }

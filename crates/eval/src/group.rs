@@ -120,11 +120,10 @@ fn seed_groups(runs: &[Run], idx: &[usize]) -> Vec<SeedGroup> {
 }
 
 /// What the run recorded it depends on beyond its config (`inputs.json`: corpus and tokenizer
-/// hashes); empty when absent.
+/// hashes, read through [`attnlab_train::RunDir`]); empty when absent or unreadable.
 fn recorded_inputs(dir: &std::path::Path) -> serde_json::Map<String, Value> {
-    let text = std::fs::read_to_string(dir.join(attnlab_train::rundir::INPUTS_FILE)).unwrap_or_default();
-    match serde_json::from_str(&text) {
-        Ok(Value::Object(m)) => m,
+    match attnlab_train::RunDir::new(dir).read_inputs() {
+        Ok(Some(Value::Object(m))) => m,
         _ => serde_json::Map::new(),
     }
 }

@@ -1,8 +1,14 @@
 //! attnlab-eval: compares runs — loss curves, learned parameters, attention geometry, cost —
-//! and drives sweeps (grids of runs followed by one report).
+//! for any run directories, and lists the planned runs of a sweep that did not finish.
 
 pub mod analysis;
+pub mod baseline;
+pub mod comparisons;
+pub mod diagnostics;
+pub mod dynamics;
 pub mod figures;
+pub mod findings;
+pub mod findings_parts;
 pub mod geometry;
 pub mod group;
 pub mod linalg;
@@ -14,9 +20,10 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod screen;
+pub mod sections;
 pub mod stats;
-pub mod sweep;
 pub mod task_pictures;
+pub mod unfinished;
 
-pub use report::{Report, write_report};
+pub use report::{Report, ReportOptions, write_report, write_report_with};
 pub use run::Run;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -78,9 +78,11 @@ pub fn map_charts(
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
     draw(BitMapBackend::new(&png, size).into_drawing_area(), title, panels, legend)
-        .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("drawing {}", png.display()))?;
     draw(SVGBackend::new(&svg, size).into_drawing_area(), title, panels, legend)
-        .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("drawing {}", svg.display()))?;
     Ok(vec![png, svg])
 }
 

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::numbers::{Column, columns, franke_baselines};
+use attnlab_train::tasks::Column;
+
+use crate::numbers::franke_baselines;
 use crate::report::{GroupReport, Report, per_layer_mean};
 use crate::stats::{MeanStd, fmt_num};
 
@@ -25,6 +27,7 @@ pub fn render(report: &Report) -> String {
     if !report.not_started.is_empty() {
         let _ = writeln!(s, "Not started (no metrics yet), left out: {}.\n", report.not_started.join(", "));
     }
+    s += &report.findings.markdown();
     for g in &report.groups {
         group(&mut s, g);
     }
@@ -34,9 +37,9 @@ pub fn render(report: &Report) -> String {
 fn group(s: &mut String, g: &GroupReport) {
     let _ = writeln!(s, "## Task `{}` ({} runs)\n", g.id, g.runs.len());
     let _ = writeln!(s, "Task configuration: `{}`\n", g.task_config);
-    let cols = columns(&g.task, g.char_level);
+    let cols = &g.columns;
     let _ = writeln!(s, "### Final numbers, mean ± std over seeds\n");
-    table_header(s, "configuration", "seeds", &cols);
+    table_header(s, "configuration", "seeds", cols);
     for sg in &g.seed_groups {
         let cells: Vec<String> = cols
             .iter()
@@ -55,8 +58,11 @@ fn group(s: &mut String, g: &GroupReport) {
             }
         }
     }
-    let _ = writeln!(s, "\n### Runs\n");
-    table_header(s, "run", "seed", &cols);
+    let _ = writeln!(s);
+    crate::sections::comparisons(s, g);
+    crate::sections::dynamics(s, g);
+    let _ = writeln!(s, "### Runs\n");
+    table_header(s, "run", "seed", cols);
     for r in &g.runs {
         let cells: Vec<String> =
             cols.iter().map(|c| r.numbers.get(c.key).map_or("-".into(), |x| fmt_num(*x, c.digits))).collect();
@@ -73,11 +79,7 @@ fn group(s: &mut String, g: &GroupReport) {
         let _ = writeln!(s, "![{f}]({f})\n");
     }
     let _ = writeln!(s, "SVG versions lie beside the PNGs. Training curves are smoothed (EMA 0.9).\n");
-    for f in g
-        .figures
-        .iter()
-        .filter(|f| (f.contains("_prototypes") || f.contains("_franke_errors")) && f.ends_with(".png"))
-    {
+    for f in g.task_figures.iter().filter(|f| f.ends_with(".png")) {
         let _ = writeln!(s, "### What the models learned\n\n![{f}]({f})\n");
     }
     params_section(s, g);
@@ -150,13 +152,20 @@ fn geometry_section(s: &mut String, g: &GroupReport) {
     let _ = writeln!(
         s,
         "Inputs: {inputs}. Key-norm CV = std/mean of |k| over positions (0 means distance and dot attention \
-         coincide for `neg_sq_euclid`); entropy in nats (uniform over T keys = ln T); mean distance in positions; \
-         TV to dot = mean total-variation distance between the run's attention rows and dot-product attention \
-         from the same q, k.\n"
+         coincide for `neg_sq_euclid`); entropy in nats, beside uniform attention's under the same mask \
+         (`mean_i ln(i+1)` when causal); near-uniform = share of heads within {near}% of it; entropy (dot) and \
+         TV to dot compare with dot-product attention from the same q, k at the same effective scale (`2/sqrt(d)` \
+         for `neg_sq_euclid`, whose `-|q-k|^2/sqrt(d)` is dot at that scale plus the key bias `-|k|^2/sqrt(d)`; \
+         the run's own scale for the other metrics), so TV isolates the key bias; mean distance in positions; \
+         max |score| = largest pre-softmax score (logit growth); sink = mean weight on the first position \
+         (queries seeing at least two keys), sink heads = share of heads with sink > {sink}; unselected = share \
+         of keys no query ranks first.\n",
+        near = fmt_num(100.0 * crate::diagnostics::NEAR_UNIFORM, 0),
+        sink = crate::diagnostics::SINK_THRESHOLD,
     );
     let _ = writeln!(
         s,
-        "| configuration | layer | key-norm CV | entropy | entropy (dot) | mean distance | TV to dot |\n|---|---|---|---|---|---|---|"
+        "| configuration | layer | key-norm CV | entropy | uniform | near-uniform | entropy (dot) | mean distance | TV to dot | dot scale | max abs score | sink | sink heads | unselected |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for sg in &g.seed_groups {
         let heads: Vec<_> = g
@@ -167,8 +176,23 @@ fn geometry_section(s: &mut String, g: &GroupReport) {
             .flat_map(|x| &x.heads)
             .collect();
         type Get = fn(&crate::geometry::HeadGeometry) -> f64;
-        let getters: [Get; 5] =
-            [|h| h.key_norm_cv, |h| h.entropy, |h| h.entropy_dot, |h| h.mean_distance, |h| h.tv_to_dot];
+        let near = |h: &crate::geometry::HeadGeometry| {
+            f64::from(u8::from(h.entropy_ratio() >= 1.0 - crate::diagnostics::NEAR_UNIFORM))
+        };
+        let getters: [Get; 12] = [
+            |h| h.key_norm_cv,
+            |h| h.entropy,
+            |h| h.entropy_uniform,
+            near,
+            |h| h.entropy_dot,
+            |h| h.mean_distance,
+            |h| h.tv_to_dot,
+            |h| h.dot_scale,
+            |h| h.max_logit,
+            |h| h.sink_mass,
+            |h| f64::from(u8::from(h.sink_mass > crate::diagnostics::SINK_THRESHOLD)),
+            |h| h.unselected_keys,
+        ];
         let cols: Vec<Vec<f64>> =
             getters.iter().map(|get| per_layer_mean(heads.iter().map(|h| (h.layer, get(h))))).collect();
         for l in 0..cols[0].len() {

@@ -62,7 +62,7 @@ pub struct HeadParams {
 
 /// Reads `model.safetensors` in `ckpt_dir` and computes [`HeadParams`] for every layer and head.
 pub fn head_params(ckpt_dir: &Path, n_head: usize) -> Result<Vec<HeadParams>> {
-    let path = ckpt_dir.join("model.safetensors");
+    let path = ckpt_dir.join(attnlab_model::checkpoint::MODEL_FILE);
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
         .with_context(|| format!("reading {}", path.display()))?;
     head_params_of(&tensors, n_head).with_context(|| format!("analysing {}", path.display()))

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -13,7 +13,8 @@ use plotters::style::{FontStyle, register_font};
 /// Font family name every chart uses.
 const FONT: &str = "sans-serif";
 
-/// Distinguishable line colours (matplotlib's tab10).
+/// Distinguishable line colours (matplotlib's tab10); series 10-19 reuse them dashed, so up to
+/// twenty configurations stay apart (see [`dashed`]).
 pub const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -38,6 +39,13 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Draw a marker at every point.
     pub markers: bool,
+    /// A shaded band `(x, low, high)` drawn under the line (e.g. mean ± std over seeds).
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+/// Whether series number `color` is drawn dashed (the second round of [`PALETTE`]).
+pub fn dashed(color: usize) -> bool {
+    (color / PALETTE.len()) % 2 == 1
 }
 
 /// One chart inside a picture.
@@ -55,6 +63,8 @@ pub struct Panel {
     pub log_y: bool,
     /// The lines.
     pub series: Vec<Series>,
+    /// A grey horizontal reference line at this y (e.g. 0 in a panel of differences).
+    pub hline: Option<f64>,
 }
 
 impl Panel {
@@ -89,51 +99,103 @@ pub fn line_charts(
     panels: &[Panel],
     panel_size: (u32, u32),
 ) -> Result<Vec<PathBuf>> {
+    line_grid(stem, title, panels, panel_size, panels.len().max(1))
+}
+
+/// Draws `panels` in rows of `cols` under `title`, with one legend strip below that never
+/// overlaps a chart, into `stem.png` and `stem.svg`; returns both paths.
+pub fn line_grid(
+    stem: &Path,
+    title: &str,
+    panels: &[Panel],
+    panel_size: (u32, u32),
+    cols: usize,
+) -> Result<Vec<PathBuf>> {
     register_fonts();
-    let width = panel_size.0 * panels.len().max(1) as u32;
-    let rows = legend_entries(panels).len().div_ceil((width / LEGEND_ENTRY_W).max(1) as usize) as u32;
-    let size = (width, panel_size.1 + 40 + rows * LEGEND_ROW_H + 16);
+    let cols = cols.clamp(1, panels.len().max(1));
+    let grid_rows = panels.len().div_ceil(cols).max(1) as u32;
+    let width = panel_size.0 * cols as u32;
+    let entries = legend_entries(panels);
+    let (per_row, entry_w) = legend_layout(&entries, width);
+    let rows = entries.len().div_ceil(per_row) as u32;
+    let size = (width, panel_size.1 * grid_rows + 40 + rows * LEGEND_ROW_H + 16);
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
-    draw(BitMapBackend::new(&png, size).into_drawing_area(), title, panels)
-        .map_err(|e| anyhow!("drawing {}: {e}", png.display()))?;
-    draw(SVGBackend::new(&svg, size).into_drawing_area(), title, panels)
-        .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
+    let layout = Layout { cols, per_row, entry_w };
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), title, panels, layout)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("drawing {}", png.display()))?;
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), title, panels, layout)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("drawing {}", svg.display()))?;
     Ok(vec![png, svg])
+}
+
+/// Grid columns and legend layout of one picture.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    cols: usize,
+    per_row: usize,
+    entry_w: u32,
 }
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     panels: &[Panel],
+    layout: Layout,
 ) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("{e:?}");
     root.fill(&WHITE).map_err(err)?;
-    let root = root.titled(title, (FONT, 22).into_font().style(FontStyle::Bold)).map_err(err)?;
+    let (w0, _) = root.dim_in_pixel();
+    let root = root
+        .titled(title, (FONT, fit_font(title, w0, 22.0)).into_font().style(FontStyle::Bold))
+        .map_err(err)?;
     let entries = legend_entries(panels);
-    let (w, h) = root.dim_in_pixel();
-    let per_row = (w / LEGEND_ENTRY_W).max(1) as usize;
-    let rows = entries.len().div_ceil(per_row) as u32;
+    let (_, h) = root.dim_in_pixel();
+    let rows = entries.len().div_ceil(layout.per_row) as u32;
     let (charts, legend) = root.split_vertically(h - rows * LEGEND_ROW_H - 16);
-    let areas = charts.split_evenly((1, panels.len().max(1)));
+    let areas = charts.split_evenly((panels.len().div_ceil(layout.cols).max(1), layout.cols));
     for (area, panel) in areas.iter().zip(panels) {
         draw_panel(area, panel).map_err(err)?;
     }
     for (n, (label, color)) in entries.iter().enumerate() {
-        let x = 20 + (n % per_row) as i32 * LEGEND_ENTRY_W as i32;
-        let y = (n / per_row) as i32 * LEGEND_ROW_H as i32 + LEGEND_ROW_H as i32 / 2;
+        let x = 20 + (n % layout.per_row) as i32 * layout.entry_w as i32;
+        let y = (n / layout.per_row) as i32 * LEGEND_ROW_H as i32 + LEGEND_ROW_H as i32 / 2;
         let c = PALETTE[color % PALETTE.len()];
-        legend.draw(&PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(4))).map_err(err)?;
+        let line = if dashed(*color) {
+            vec![vec![(x, y), (x + 9, y)], vec![(x + 15, y), (x + 24, y)]]
+        } else {
+            vec![vec![(x, y), (x + 24, y)]]
+        };
+        for seg in line {
+            legend.draw(&PathElement::new(seg, c.stroke_width(4))).map_err(err)?;
+        }
         let style = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
         legend.draw_text(label, &style, (x + 30, y)).map_err(err)?;
     }
     root.present().map_err(err)
 }
 
-/// Width of one legend entry in the strip below the charts, pixels.
-const LEGEND_ENTRY_W: u32 = 230;
 /// Height of one legend row, pixels.
 const LEGEND_ROW_H: u32 = 26;
+/// Width of a character of the 14-pixel legend font, pixels (DejaVu Sans averages about 0.6 em;
+/// a little more keeps wide labels clear of the next entry).
+const LEGEND_CHAR_W: f64 = 8.6;
+
+/// Entries per legend row and the width of each: wide enough for the longest label, so that
+/// no label runs into the next.
+fn legend_layout(entries: &[(String, usize)], width: u32) -> (usize, u32) {
+    let longest = entries.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    let entry_w = (30.0 + longest as f64 * LEGEND_CHAR_W + 24.0).max(120.0) as u32;
+    (((width.saturating_sub(20)) / entry_w).max(1) as usize, entry_w)
+}
+
+/// The largest font size up to `max` at which `text` fits in `width` pixels (at least 10).
+fn fit_font(text: &str, width: u32, max: f64) -> f64 {
+    let chars = text.chars().count().max(1) as f64;
+    (f64::from(width) * 0.92 / (0.62 * chars)).floor().clamp(10.0, max)
+}
 
 /// The labelled series of all panels, first appearance of each label.
 fn legend_entries(panels: &[Panel]) -> Vec<(String, usize)> {
@@ -162,17 +224,32 @@ fn draw_panel<DB: DrawingBackend>(
             (s, pts.map(|&(x, y)| (x, tf(y))).collect())
         })
         .collect();
-    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    let bands: Vec<Vec<(f64, f64, f64)>> = panel
+        .series
+        .iter()
+        .map(|s| {
+            let ok = |&&(x, lo, hi): &&(f64, f64, f64)| {
+                x.is_finite() && lo.is_finite() && hi.is_finite() && (!log || lo > 0.0)
+            };
+            s.band.iter().filter(ok).map(|&(x, lo, hi)| (x, tf(lo), tf(hi))).collect()
+        })
+        .collect();
+    let band_pts = bands.iter().flatten().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]);
+    let hline: Vec<(f64, f64)> = panel.hline.map(tf).into_iter().map(|y| (f64::NAN, y)).collect();
+    let all_pts: Vec<(f64, f64)> =
+        series.iter().flat_map(|(_, p)| p.iter().copied()).chain(band_pts).chain(hline).collect();
+    let all = || all_pts.iter().filter(|p| p.0.is_finite() || p.1.is_finite());
     let (x0, x1) = if panel.integer_x {
-        let (lo, hi) = bounds(all().map(|p| p.0), 0.0);
+        let (lo, hi) = bounds(all().map(|p| p.0).filter(|x| x.is_finite()), 0.0);
         (lo - 0.3, hi + 0.3)
     } else {
-        bounds(all().map(|p| p.0), 0.0)
+        bounds(all().map(|p| p.0).filter(|x| x.is_finite()), 0.0)
     };
     let (y0, y1) = bounds(all().map(|p| p.1), 0.05);
     let x_digits = digits_for(x1 - x0);
+    let (area_w, _) = area.dim_in_pixel();
     let mut chart = ChartBuilder::on(area)
-        .caption(&panel.title, (FONT, 17))
+        .caption(&panel.title, (FONT, fit_font(&panel.title, area_w, 17.0)))
         .margin(12)
         .x_label_area_size(42)
         .y_label_area_size(64)
@@ -204,9 +281,24 @@ fn draw_panel<DB: DrawingBackend>(
         .axis_desc_style((FONT, 15))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
+    for ((s, _), band) in series.iter().zip(&bands).filter(|(_, b)| b.len() > 1) {
+        let color = PALETTE[s.color % PALETTE.len()];
+        let outline: Vec<(f64, f64)> =
+            band.iter().map(|p| (p.0, p.2)).chain(band.iter().rev().map(|p| (p.0, p.1))).collect();
+        chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled())))?;
+    }
+    if let Some(y) = panel.hline {
+        let grey = RGBColor(110, 110, 110);
+        chart.draw_series(LineSeries::new([(x0, tf(y)), (x1, tf(y))], grey.stroke_width(1)))?;
+    }
     for (s, pts) in &series {
         let color = PALETTE[s.color % PALETTE.len()];
-        chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
+        if dashed(s.color) {
+            let style = color.stroke_width(2);
+            chart.draw_series(DashedLineSeries::new(pts.iter().copied(), 8, 5, style))?;
+        } else {
+            chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
+        }
         if s.markers {
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }

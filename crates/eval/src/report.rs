@@ -5,16 +5,23 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use attnlab_train::TaskConfig;
+use attnlab_train::tasks::Column;
 use serde::Serialize;
 
 use crate::analysis::{GeometryReport, analyse_geometry, analyse_params};
+use crate::baseline::{DEFAULT_BASELINE, baselines};
+use crate::comparisons::{quantities, tables};
+use crate::dynamics::{Escape, LrRange, Threshold, escapes, lr_ranges};
 use crate::figures::{LayerCurves, XAxis, geometry_chart, loss_curves};
+use crate::findings::Findings;
 use crate::group::{TaskGroup, group_runs};
-use crate::numbers::{Numbers, char_level, run_numbers};
+use crate::numbers::{Numbers, run_numbers};
 use crate::params::HeadParams;
 use crate::run::Run;
 use crate::screen::Status;
 use crate::stats::MeanStd;
+use crate::stats::compare::ComparisonTable;
 
 /// The whole report, as written to `report.json`.
 #[derive(Debug, Serialize)]
@@ -25,8 +32,25 @@ pub struct Report {
     pub duplicates: Vec<String>,
     /// Run directories with no metrics yet (left out).
     pub not_started: Vec<String>,
+    /// The metric every configuration is compared with.
+    pub baseline: String,
+    /// What the runs say about each part of the question (see [`crate::findings`]).
+    pub findings: Findings,
     /// One entry per task configuration.
     pub groups: Vec<GroupReport>,
+}
+
+/// Choices of the report.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// The metric configurations are compared with (default `dot`).
+    pub baseline: String,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self { baseline: DEFAULT_BASELINE.to_string() }
+    }
 }
 
 /// The runs of one task configuration.
@@ -38,14 +62,24 @@ pub struct GroupReport {
     pub task: String,
     /// The task section of the runs' config, as compact JSON.
     pub task_config: String,
-    /// Text task with a character tokenizer (bits per token are bits per character).
+    /// Text task with a character-level tokenizer (bits per token are bits per character).
     pub char_level: bool,
+    /// The final table's columns, as the task declares them.
+    pub columns: Vec<Column>,
     /// Runs that differ only in the seed, with mean and std of every number.
     pub seed_groups: Vec<SeedGroupReport>,
     /// Every run.
     pub runs: Vec<RunReport>,
+    /// Each configuration against its baseline, one table per quantity (Welch, Holm).
+    pub comparisons: Vec<ComparisonTable>,
+    /// Steps to the task's threshold per configuration (empty without a threshold).
+    pub escapes: Vec<Escape>,
+    /// Learning rates tried per setting, when the runs span several.
+    pub lr_ranges: Vec<LrRange>,
     /// Pictures, relative to the report directory.
     pub figures: Vec<String>,
+    /// The task's own pictures (a subset of `figures`).
+    pub task_figures: Vec<String>,
 }
 
 /// Mean and std over the seeds of one configuration.
@@ -55,6 +89,8 @@ pub struct SeedGroupReport {
     pub label: String,
     /// The attention metric.
     pub metric: String,
+    /// Where the normalisation sits (see [`crate::baseline::placement`]).
+    pub placement: String,
     /// Run names.
     pub runs: Vec<String>,
     /// Every number of the runs' summaries, over seeds.
@@ -92,6 +128,11 @@ pub struct RunReport {
 /// A directory that is not a run is an error naming it; runs without metrics are listed as not
 /// started; an `out` that is a run, inside one, or holds a checkpoint is refused.
 pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<Report> {
+    write_report_with(run_dirs, out, &ReportOptions::default())
+}
+
+/// [`write_report`] with a choice of baseline.
+pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptions) -> Result<Report> {
     if run_dirs.is_empty() {
         anyhow::bail!("no run directories given")
     }
@@ -105,9 +146,17 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<Report> {
     let groups = group_runs(&runs);
     let mut reports = Vec::new();
     for group in &groups {
-        reports.push(group_report(group, &runs, out)?);
+        reports.push(group_report(group, &runs, out, &options.baseline)?);
     }
-    let report = Report { n_runs: runs.len(), duplicates, not_started, groups: reports };
+    let findings = Findings::of(&reports, &options.baseline);
+    let report = Report {
+        n_runs: runs.len(),
+        duplicates,
+        not_started,
+        baseline: options.baseline.clone(),
+        findings,
+        groups: reports,
+    };
     let json = serde_json::to_string_pretty(&report)?;
     let json_path = out.join("report.json");
     fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
@@ -117,9 +166,10 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<Report> {
     Ok(report)
 }
 
-fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupReport> {
+fn group_report(group: &TaskGroup, runs: &[Run], out: &Path, baseline: &str) -> Result<GroupReport> {
     let mut run_reports = Vec::new();
     let mut seed_groups = Vec::new();
+    let mut all_numbers = Vec::new();
     for sg in &group.seed_groups {
         let mut numbers: Vec<Numbers> = Vec::new();
         for &i in &sg.runs {
@@ -135,6 +185,7 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupRepo
                 ));
                 (Numbers::new(), None, None)
             } else {
+                let mut nums = run_numbers(run);
                 let params = analyse_params(run).unwrap_or_else(|e| {
                     notes.push(format!("parameters: {e:#}"));
                     None
@@ -143,7 +194,10 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupRepo
                     notes.push(format!("geometry: {e:#}"));
                     None
                 });
-                (run_numbers(run), params, geometry)
+                if let Some(g) = &geometry {
+                    nums.extend(crate::diagnostics::run_numbers(&g.heads));
+                }
+                (nums, params, geometry)
             };
             if !non_finite {
                 numbers.push(nums.clone());
@@ -165,38 +219,58 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path) -> Result<GroupRepo
         seed_groups.push(SeedGroupReport {
             label: sg.label.clone(),
             metric: sg.metric.clone(),
+            placement: sg.runs.first().map_or("-".into(), |&i| crate::baseline::placement(&runs[i].config)),
             runs: sg.runs.iter().map(|&i| runs[i].name.clone()).collect(),
             numbers: over_seeds(&numbers),
         });
+        all_numbers.push(numbers);
     }
+    let base_of = baselines(group, runs, baseline);
     let mut figures = Vec::new();
     for x in [XAxis::Step, XAxis::Wall] {
-        figures.extend(loss_curves(out, group, runs, x)?);
+        figures.extend(loss_curves(out, group, runs, x, &base_of)?);
     }
     let measures = geometry_measures(group, &run_reports);
     if measures.iter().any(|(_, c)| c.iter().any(|(_, ys)| !ys.is_empty())) {
         figures.extend(geometry_chart(out, group, &measures)?);
     }
-    match crate::task_pictures::task_pictures(out, group, runs) {
-        Ok(paths) => figures.extend(paths),
-        Err(e) => tracing::warn!(group = %group.id, "task pictures skipped: {e:#}"),
-    }
-    let figures =
-        figures.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
-    let char_level =
-        group.seed_groups.first().and_then(|sg| sg.runs.first()).is_some_and(|&i| char_level(&runs[i]));
     let first = group.seed_groups.first().and_then(|sg| sg.runs.first()).map(|&i| &runs[i]);
-    let task_config =
-        first.and_then(|r| r.config.get("task")).map_or_else(|| "-".to_string(), |t| t.to_string());
+    let spec = first.map(Run::task_report);
+    let pictures = spec.as_ref().map_or(&[][..], |s| s.pictures.as_slice());
+    let task_figures = match crate::task_pictures::task_pictures(out, group, runs, pictures) {
+        Ok(paths) => names(&paths),
+        Err(e) => {
+            tracing::warn!(group = %group.id, "task pictures skipped: {e:#}");
+            Vec::new()
+        }
+    };
+    let mut figures = names(&figures);
+    figures.extend(task_figures.iter().cloned());
+    let char_level =
+        matches!(first.and_then(|r| r.task_config.as_ref()), Some(TaskConfig::Text(t)) if t.char_level());
+    let names_of: Vec<Vec<String>> = seed_groups.iter().map(|sg| sg.runs.clone()).collect();
+    let columns = spec.as_ref().map(|s| s.columns.clone()).unwrap_or_default();
+    let comparisons = tables(group, &base_of, &all_numbers, &names_of, &quantities(&columns));
+    let threshold = first.and_then(|r| Threshold::of_task(r.task_config.as_ref()));
     Ok(GroupReport {
         id: group.id.clone(),
         task: group.task.clone(),
-        task_config,
+        task_config: spec.as_ref().map_or_else(|| "-".to_string(), |s| s.config_text.clone()),
         char_level,
+        columns,
         seed_groups,
         runs: run_reports,
+        comparisons,
+        escapes: escapes(group, runs, threshold),
+        lr_ranges: lr_ranges(group, runs),
         figures,
+        task_figures,
     })
+}
+
+/// File names of `paths`.
+fn names(paths: &[PathBuf]) -> Vec<String> {
+    paths.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect()
 }
 
 fn over_seeds(numbers: &[Numbers]) -> BTreeMap<String, MeanStd> {
@@ -214,11 +288,15 @@ fn over_seeds(numbers: &[Numbers]) -> BTreeMap<String, MeanStd> {
 /// Per seed group, per layer means (over heads and seeds) of each geometry measure.
 fn geometry_measures(group: &TaskGroup, runs: &[RunReport]) -> Vec<(&'static str, LayerCurves)> {
     type Get = fn(&crate::geometry::HeadGeometry) -> f64;
-    let measures: [(&str, Get); 4] = [
+    let measures: [(&str, Get); 8] = [
         ("key-norm CV", |g| g.key_norm_cv),
-        ("entropy (nats)", |g| g.entropy),
+        ("entropy / uniform", |g| g.entropy_ratio()),
         ("mean distance", |g| g.mean_distance),
-        ("TV to dot", |g| g.tv_to_dot),
+        ("TV to dot (same eff. scale)", |g| g.tv_to_dot),
+        ("max |score|", |g| g.max_logit),
+        ("sink mass (1st key)", |g| g.sink_mass),
+        ("unselected keys", |g| g.unselected_keys),
+        ("entropy (nats)", |g| g.entropy),
     ];
     measures
         .iter()

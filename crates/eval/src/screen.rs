@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::run::{CONFIG_FILE, METRICS_FILE, Run};
+use attnlab_train::RunDir;
+
+use crate::run::Run;
 
 /// A run's standing in a report; runs of different standing are never pooled as seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +67,8 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<(Vec<Run>, Vec<String>, Vec<String>
 
 /// A run directory (it has `config.json`) whose `metrics.jsonl` is missing or empty.
 fn has_not_started(dir: &Path) -> bool {
-    let metrics = dir.join(METRICS_FILE);
-    dir.join(CONFIG_FILE).is_file()
+    let run = RunDir::new(dir);
+    let metrics = run.metrics_path();
+    run.config_path().is_file()
         && fs::read_to_string(&metrics).map_or(!metrics.exists(), |t| t.trim().is_empty())
 }

@@ -1,4 +1,9 @@
-//! Small statistics: mean and sample standard deviation, exponential smoothing.
+//! Small statistics: mean and sample standard deviation, exponential smoothing; Welch's test,
+//! Holm's correction and the comparisons with a baseline in the submodules.
+
+pub mod compare;
+pub mod holm;
+pub mod welch;
 
 use serde::Serialize;
 

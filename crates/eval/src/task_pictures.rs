@@ -1,21 +1,22 @@
-//! Pictures of what 2-D models learned, per task: prototype networks (keys over the data and
-//! the decision regions) and scattered-data interpolators (error maps of Franke's F1 on the
+//! The pictures a task declares ([`Picture`]): prototype networks (keys over the data and the
+//! decision regions) and scattered-data interpolators (error maps of Franke's F1 on the
 //! 33 x 33 grid, beside the classical baselines). One panel per configuration (its first seed).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use attnlab_model::Checkpoint;
-use attnlab_train::tasks::PrototypeTask;
 use attnlab_train::tasks::franke::{FRANKE_NODES, GRID_SIDE, franke_f1, grid};
 use attnlab_train::tasks::scattered::predict;
 use attnlab_train::tasks::shepard::Baseline;
+use attnlab_train::tasks::{Picture, PrototypeTask};
 use attnlab_train::{RunConfig, TaskConfig};
 use candle_core::{Device, Tensor};
 use plotters::style::RGBColor;
 
 use crate::group::TaskGroup;
 use crate::maps::{LegendEntry, MapPanel, Marker, map_charts, viridis};
+use crate::numbers::run_numbers;
 use crate::run::Run;
 use crate::stats::fmt_num;
 
@@ -24,28 +25,36 @@ const REGION_SIDE: usize = 90;
 const CLASS_FILL: [RGBColor; 2] = [RGBColor(198, 219, 239), RGBColor(253, 208, 162)];
 const CLASS_DOT: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(230, 85, 13)];
 
-/// The task's pictures for `group` (none for tasks without one), written into `dir`.
-pub fn task_pictures(dir: &Path, group: &TaskGroup, runs: &[Run]) -> Result<Vec<PathBuf>> {
+/// The `pictures` a task declares for `group`, written into `dir`.
+pub fn task_pictures(
+    dir: &Path,
+    group: &TaskGroup,
+    runs: &[Run],
+    pictures: &[Picture],
+) -> Result<Vec<PathBuf>> {
     let firsts: Vec<(&str, &Run)> = group
         .seed_groups
         .iter()
         .filter_map(|sg| Some((sg.label.as_str(), &runs[*sg.runs.first()?])))
         .collect();
-    match group.task.as_str() {
-        "prototype" => prototype_maps(dir, &group.id, &firsts),
-        "scattered" => franke_maps(dir, &group.id, &firsts),
-        _ => Ok(Vec::new()),
+    let mut out = Vec::new();
+    for picture in pictures {
+        out.extend(match picture {
+            Picture::PrototypeMaps => prototype_maps(dir, &group.id, &firsts)?,
+            Picture::FrankeErrorMaps => franke_maps(dir, &group.id, &firsts)?,
+        });
     }
+    Ok(out)
 }
 
 fn load(run: &Run) -> Result<Checkpoint> {
-    let dir = run.checkpoint_dir().ok_or_else(|| anyhow!("run {} has no checkpoint", run.name))?;
-    Checkpoint::load(&dir, &Device::Cpu).map_err(|e| anyhow!("loading {}: {e}", dir.display()))
+    let dir = run.checkpoint_dir().with_context(|| format!("run {} has no checkpoint", run.name))?;
+    Checkpoint::load(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))
 }
 
 fn title(label: &str, run: &Run, score: &str, key: &str) -> String {
     let seed = run.seed().map_or(String::new(), |s| format!(", seed {s}"));
-    let value = run.summary_number(key).map_or("-".into(), |v| fmt_num(v, 3));
+    let value = run_numbers(run).get(key).map_or("-".into(), |v| fmt_num(*v, 3));
     format!("{label}{seed}: {score} {value}")
 }
 
@@ -60,7 +69,7 @@ fn prototype_maps(dir: &Path, id: &str, runs: &[(&str, &Run)]) -> Result<Vec<Pat
         let keys: Vec<Vec<f32>> = net.keys().to_vec2()?;
         let (x, y) = bounds(data.x.iter().map(|p| (p[0], p[1])), 0.3);
         let mut panel =
-            MapPanel { title: title(label, run, "val acc", "/val_accuracy"), x, y, ..Default::default() };
+            MapPanel { title: title(label, run, "val acc", "val_accuracy"), x, y, ..Default::default() };
         let (cx, cy) = ((x.1 - x.0) / REGION_SIDE as f64, (y.1 - y.0) / REGION_SIDE as f64);
         let centres: Vec<f32> = (0..REGION_SIDE * REGION_SIDE)
             .flat_map(|i| {

@@ -62,15 +62,16 @@ fn dot_layer_agrees_with_itself_and_neg_sq_euclid_agrees_only_with_equal_norm_ke
     let k_equal = Tensor::new(&[[[[1f32, 0.0], [0.0, 1.0], [-0.6, 0.8]]]], &dev)?;
     let k_unequal = Tensor::new(&[[[[1f32, 0.0], [0.0, 2.0], [-0.3, 0.4]]]], &dev)?;
     let dot = MetricLayer::new(&MetricSpec::of(MetricKind::Dot), 1, 2, &store.root())?;
-    let g = layer_geometry(0, &dot, &q, &k_equal, None)?;
+    let g = layer_geometry(0, &dot, 2.0, &q, &k_equal, None)?;
     assert_eq!(g[0].tv_to_dot, 0.0);
-    // neg_sq_euclid with scale 1/sqrt(d) equals dot with scale 2/sqrt(d) for equal-norm keys.
+    // neg_sq_euclid with scale s equals dot with scale 2s for equal-norm keys, and the geometry
+    // compares it with dot at that effective scale, whatever s is.
     let l2 = MetricLayer::new(&MetricSpec::of(MetricKind::NegSqEuclid), 1, 2, &store.root())?
         .with_scale(0.5 / 2f64.sqrt());
-    let same = layer_geometry(0, &l2, &q, &k_equal, None)?;
+    let same = layer_geometry(0, &l2, 2.0, &q, &k_equal, None)?;
     assert!(same[0].tv_to_dot < 1e-6, "{same:?}");
     assert!(same[0].key_norm_cv < 1e-6);
-    let differ = layer_geometry(0, &l2, &q, &k_unequal, None)?;
+    let differ = layer_geometry(0, &l2, 2.0, &q, &k_unequal, None)?;
     assert!(differ[0].tv_to_dot > 1e-2, "{differ:?}");
     assert!(differ[0].key_norm_cv > 0.1);
     Ok(())

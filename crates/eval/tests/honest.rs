@@ -3,7 +3,7 @@
 //! unfinished runs are not pooled with finished ones; a run that has not started does not break
 //! the report; runs trained on different inputs are not pooled as seeds.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;
@@ -84,5 +84,22 @@ fn the_report_never_writes_into_a_run() -> anyhow::Result<()> {
         assert!(err.contains(&out.display().to_string()), "{err}");
     }
     assert!(!a.join("report.md").exists());
+    Ok(())
+}
+
+#[test]
+fn a_divergence_recorded_by_the_sweep_is_a_diverged_outcome() -> anyhow::Result<()> {
+    use attnlab_eval::dynamics::{Outcome, outcome};
+    use attnlab_train::sweep::Failure;
+    use attnlab_train::sweep::record::FAILURE_FILE;
+    let tmp = tempfile::tempdir()?;
+    let dir = common::make_run(tmp.path(), "lr_high", "recall", MetricKind::Dot, 0, None);
+    assert_eq!(outcome(&attnlab_eval::Run::load(&dir)?), Outcome::Unfinished);
+    let failed = Failure { name: "lr_high".into(), step: 7, diverged: false, error: "disk".into() };
+    attnlab_train::rundir::write_json(&dir.join(FAILURE_FILE), &failed)?;
+    assert_eq!(outcome(&attnlab_eval::Run::load(&dir)?), Outcome::Unfinished, "another failure");
+    let diverged = Failure { diverged: true, ..failed };
+    attnlab_train::rundir::write_json(&dir.join(FAILURE_FILE), &diverged)?;
+    assert_eq!(outcome(&attnlab_eval::Run::load(&dir)?), Outcome::Diverged);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `write_report` on hand-made run directories: files, grouping, seed statistics, bad input.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

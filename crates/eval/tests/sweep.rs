@@ -1,10 +1,13 @@
-//! `attnlab sweep` end to end on the smoke sweep: expansion, names, an interrupted run resumed,
-//! finished runs skipped, every report file present; and sweep-file errors.
+//! A sweep (train crate, in-process) then its report (this crate) on the smoke sweep:
+//! expansion, names, an interrupted run resumed, finished runs skipped, every report file
+//! present; and sweep-file errors.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use attnlab_eval::sweep::{self, Outcome, SweepFile};
+use attnlab_train::sweep::jobs::{Executor, SweepOptions};
+use attnlab_train::sweep::one::RetryPolicy;
+use attnlab_train::sweep::{self, Outcome, PlannedRun, Shard, SweepFile};
 use attnlab_train::{Interrupted, TrainOptions};
 use candle_core::Device;
 
@@ -26,6 +29,22 @@ fn smoke_sweep() -> anyhow::Result<SweepFile> {
     Ok(sweep)
 }
 
+fn in_process(opts: &TrainOptions) -> SweepOptions {
+    SweepOptions {
+        executor: Executor::InProcess(opts.clone()),
+        shard: Shard::ALL,
+        retry: RetryPolicy::default(),
+    }
+}
+
+/// Trains the sweep in this process, then writes the report of every run to `out/report`.
+fn run_sweep(runs: &[PlannedRun], out: &Path, opts: &TrainOptions) -> anyhow::Result<Vec<Outcome>> {
+    let result = sweep::run_sweep(runs, out, &in_process(opts))?;
+    let dirs: Vec<PathBuf> = runs.iter().map(|r| r.dir(out)).collect();
+    attnlab_eval::write_report(&dirs, &sweep::report_dir(out))?;
+    Ok(result.outcomes.into_iter().map(|(_, o)| o).collect())
+}
+
 #[test]
 fn smoke_sweep_trains_resumes_skips_and_reports() -> anyhow::Result<()> {
     let runs = sweep::expand(&smoke_sweep()?, &repo())?;
@@ -39,13 +58,13 @@ fn smoke_sweep_trains_resumes_skips_and_reports() -> anyhow::Result<()> {
     let mut opts = TrainOptions::new(&Device::Cpu);
     // Interrupt the first run half-way, as Ctrl-C would.
     opts.stop_at = Some(6);
-    let err = sweep::run_sweep(&runs, out, &opts).expect_err("interrupted");
+    let err = run_sweep(&runs, out, &opts).expect_err("interrupted");
     assert!(err.chain().any(|e| e.downcast_ref::<Interrupted>().is_some()), "{err:#}");
     opts.stop_at = None;
-    let outcomes = sweep::run_sweep(&runs, out, &opts)?;
+    let outcomes = run_sweep(&runs, out, &opts)?;
     assert_eq!(outcomes[0], Outcome::Resumed);
     assert!(outcomes[1..].iter().all(|o| *o == Outcome::Trained), "{outcomes:?}");
-    let again = sweep::run_sweep(&runs, out, &opts)?;
+    let again = run_sweep(&runs, out, &opts)?;
     assert!(again.iter().all(|o| *o == Outcome::Skipped), "{again:?}");
 
     let report = out.join("report");
@@ -77,7 +96,7 @@ fn smoke_sweep_trains_resumes_skips_and_reports() -> anyhow::Result<()> {
     // Editing the sweep (here: more steps for one base) must not silently reuse the old runs.
     let mut edited = smoke_sweep()?;
     edited.base[0].set.insert("train.steps".into(), toml::Value::Integer(14));
-    let err = sweep::run_sweep(&sweep::expand(&edited, &repo())?, out, &opts).expect_err("stale runs");
+    let err = run_sweep(&sweep::expand(&edited, &repo())?, out, &opts).expect_err("stale runs");
     let msg = format!("{err:#}");
     assert!(msg.contains("different config") && msg.contains("smoke_metric-dot_seed-1"), "{msg}");
     Ok(())
@@ -136,7 +155,7 @@ fn prototype_and_scattered_runs_get_their_pictures() -> anyhow::Result<()> {
     let (_, runs) = sweep::load(&sweep_file)?;
     assert_eq!(runs.len(), 4);
     let out = tmp.path().join("out");
-    sweep::run_sweep(&runs, &out, &TrainOptions::new(&Device::Cpu))?;
+    run_sweep(&runs, &out, &TrainOptions::new(&Device::Cpu))?;
     let report = out.join("report");
     for f in ["prototype_prototypes", "scattered_franke_errors", "prototype_loss_step", "scattered_loss_wall"]
     {

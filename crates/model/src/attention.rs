@@ -2,10 +2,11 @@
 
 use candle_core::{Module, Result, Tensor};
 
-use crate::fused::{self, Kernel};
+use crate::fused;
 use crate::layers::{INIT_STD, Linear, linear};
 use crate::metric::{MetricLayer, MetricSpec};
 use crate::params::ParamBuilder;
+use crate::route::{self, Job, Route};
 
 /// Per-head queries and keys of one attention layer, `(b, h, t, d)` each, kept for analysis.
 #[derive(Debug, Clone)]
@@ -54,19 +55,30 @@ impl MetricAttention {
         &self.metric
     }
 
-    /// Applies attention to `x` `(b, t, c)` under an additive `(t, t)` mask; pushes the layer's
-    /// queries and keys onto `probes` when given.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        mask: Option<&Tensor>,
-        probes: Option<&mut Vec<AttnProbe>>,
-    ) -> Result<Tensor> {
-        if probes.is_none()
-            && let Some(y) = self.forward_packed(x, mask)?
-        {
-            return self.o_proj.forward(&y);
-        }
+    /// Applies attention to `x` `(b, t, c)` under an additive `(t, t)` mask, along the route
+    /// [`Route::choose`] picks (packed self-attention on the CPU).
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let packed = match Route::choose(Job::SelfAttention, x) {
+            Route::PackedSelfAttention => self.forward_packed(x, mask)?,
+            Route::AttentionTiles | Route::WeightsKernel | Route::Composed => None,
+        };
+        let y = match packed {
+            Some(y) => y,
+            None => self.forward_split(x, mask)?.0,
+        };
+        self.o_proj.forward(&y)
+    }
+
+    /// [`MetricAttention::forward`] that also returns the layer's queries and keys (detached),
+    /// for analysis; heads are split by candle ops (not the packed route).
+    pub fn forward_with_probe(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, AttnProbe)> {
+        let (y, probe) = self.forward_split(x, mask)?;
+        Ok((self.o_proj.forward(&y)?, probe))
+    }
+
+    /// Heads split by candle ops, then [`MetricLayer::attend`]: `(b, t, c)` before `o_proj`,
+    /// and the per-head queries and keys.
+    fn forward_split(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, AttnProbe)> {
         let (b, t, c) = x.dims3()?;
         let heads = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, self.n_head, c / self.n_head))?.transpose(1, 2)?.contiguous() // (b, h, t, d)
@@ -76,18 +88,12 @@ impl MetricAttention {
         let v = heads(self.v_proj.forward(x)?)?;
         let y = self.metric.attend(&q, &k, &v, mask)?; // (b, h, t, d)
         let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (b, t, c)
-        if let Some(p) = probes {
-            p.push(AttnProbe { q: q.detach(), k: k.detach() });
-        }
-        self.o_proj.forward(&y)
+        Ok((y, AttnProbe { q: q.detach(), k: k.detach() }))
     }
 
-    /// The fused path: one linear map to packed `[q | k | v]` `(b, t, 3c)` and the packed
-    /// self-attention kernel, `(b, t, c)` before `o_proj`; `None` where the kernels do not apply.
+    /// The packed route: one linear map to packed `[q | k | v]` `(b, t, 3c)` and the packed
+    /// self-attention kernel, `(b, t, c)` before `o_proj`; `None` where the kernels decline.
     fn forward_packed(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
-        if !(fused::enabled(Kernel::Flash) && fused::enabled(Kernel::Linear) && x.device().is_cpu()) {
-            return Ok(None);
-        }
         let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
         let w = Tensor::cat(&projs.map(|p| p.weight()), 0)?; // (3c, c)
         let b = match projs.map(|p| p.bias()) {
@@ -95,6 +101,6 @@ impl MetricAttention {
             _ => None,
         };
         let Some(qkv) = fused::linear(x, &w, b.as_ref())? else { return Ok(None) };
-        self.metric.self_attend(&qkv, self.n_head, mask)
+        route::packed_self_attention(&self.metric, &qkv, self.n_head, mask)
     }
 }

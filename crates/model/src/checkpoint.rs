@@ -150,20 +150,30 @@ pub fn recover_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Testing hook: the next `n` checkpoint saves of this process fail as on a full disk, after
-/// their files were written to the temporary directory (the path a real `ENOSPC` takes).
-#[doc(hidden)]
-pub static FAIL_NEXT_SAVES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Testing hook: checkpoint saves into a directory under the given path fail as on a full
+/// disk, after their files were written to the temporary directory (the path a real `ENOSPC`
+/// takes), as many times as the count says. Scoped by path so that tests running in parallel
+/// in one process never see another test's failures. Set it with [`fail_saves_under`].
+static FAIL_SAVES: std::sync::Mutex<Vec<(std::path::PathBuf, usize)>> = std::sync::Mutex::new(Vec::new());
 
-fn injected_failure() -> Result<()> {
-    use std::sync::atomic::Ordering;
-    let take = FAIL_NEXT_SAVES.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-    match take {
-        Ok(_) => {
+/// Testing hook: the next `n` checkpoint saves into directories under `root` fail as on a full
+/// disk (see `write_dir_atomic`).
+#[doc(hidden)]
+pub fn fail_saves_under(root: &Path, n: usize) {
+    let mut list = FAIL_SAVES.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|(r, _)| r != root);
+    list.push((root.to_path_buf(), n));
+}
+
+fn injected_failure(dir: &Path) -> Result<()> {
+    let mut list = FAIL_SAVES.lock().unwrap_or_else(|e| e.into_inner());
+    match list.iter_mut().find(|(root, n)| *n > 0 && dir.starts_with(root)) {
+        Some((_, n)) => {
+            *n -= 1;
             Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (injected)")
                 .into())
         }
-        Err(_) => Ok(()),
+        None => Ok(()),
     }
 }
 
@@ -176,7 +186,7 @@ pub fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> 
         fs::remove_dir_all(&tmp).map_err(|e| in_file(&tmp, e))?;
     }
     fs::create_dir_all(&tmp).map_err(|e| in_file(&tmp, e))?;
-    let result = write(&tmp).and_then(|()| injected_failure()).and_then(|()| sync_dir_files(&tmp));
+    let result = write(&tmp).and_then(|()| injected_failure(dir)).and_then(|()| sync_dir_files(&tmp));
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
         let kept = if dir.exists() { "the previous checkpoint there is kept" } else { "nothing was written" };

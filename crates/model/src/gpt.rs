@@ -117,14 +117,16 @@ impl Block {
     }
 
     /// `(b, t, c) -> (b, t, c)` under an additive `(t, t)` mask.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        mask: Option<&Tensor>,
-        probes: Option<&mut Vec<AttnProbe>>,
-    ) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, probes)?)?;
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
         &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
+    }
+
+    /// [`Block::forward`] that also returns the attention's queries and keys.
+    pub fn forward_with_probe(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, AttnProbe)> {
+        let (a, probe) = self.attn.forward_with_probe(&self.ln_1.forward(x)?, mask)?;
+        let x = (x + a)?;
+        Ok(((&x + self.mlp.forward(&self.ln_2.forward(&x)?)?)?, probe))
     }
 
     /// The attention layer.
@@ -187,28 +189,35 @@ impl Gpt {
 
     /// Logits `(b, t, vocab_size)` for token ids `(b, t)` (u32), `t <= block_size`.
     pub fn forward(&self, idx: &Tensor) -> Result<Tensor> {
-        self.forward_probed(idx, None)
+        let (mut x, mask) = self.embed(idx)?;
+        for block in &self.blocks {
+            x = block.forward(&x, Some(&mask))?;
+        }
+        self.lm_head.forward(&self.ln_f.forward(&x)?)
     }
 
-    /// Like [`Gpt::forward`], and also returns every layer's queries and keys.
+    /// Like [`Gpt::forward`], and also returns every layer's queries and keys (analysis probes;
+    /// the attention takes the split-heads route, so this is slower than `forward`).
     pub fn forward_with_probes(&self, idx: &Tensor) -> Result<(Tensor, Vec<AttnProbe>)> {
+        let (mut x, mask) = self.embed(idx)?;
         let mut probes = Vec::with_capacity(self.blocks.len());
-        let logits = self.forward_probed(idx, Some(&mut probes))?;
-        Ok((logits, probes))
+        for block in &self.blocks {
+            let (y, probe) = block.forward_with_probe(&x, Some(&mask))?;
+            probes.push(probe);
+            x = y;
+        }
+        Ok((self.lm_head.forward(&self.ln_f.forward(&x)?)?, probes))
     }
 
-    fn forward_probed(&self, idx: &Tensor, mut probes: Option<&mut Vec<AttnProbe>>) -> Result<Tensor> {
+    /// Token plus position embeddings `(b, t, c)` of `idx` `(b, t)`, and the causal mask.
+    fn embed(&self, idx: &Tensor) -> Result<(Tensor, Tensor)> {
         let (_b, t) = idx.dims2()?;
         if t > self.cfg.block_size {
             bail!("sequence of {t} tokens is longer than block_size {}", self.cfg.block_size)
         }
         let pos = Tensor::arange(0u32, t as u32, idx.device())?;
-        let mut x = self.wte.forward(idx)?.broadcast_add(&self.wpe.forward(&pos)?)?; // (b, t, c)
-        let mask = causal_mask(t, idx.device())?;
-        for block in &self.blocks {
-            x = block.forward(&x, Some(&mask), probes.as_deref_mut())?;
-        }
-        self.lm_head.forward(&self.ln_f.forward(&x)?)
+        let x = self.wte.forward(idx)?.broadcast_add(&self.wpe.forward(&pos)?)?; // (b, t, c)
+        Ok((x, causal_mask(t, idx.device())?))
     }
 
     /// Logits `(b, vocab_size)` at the last position only (for generation).

@@ -14,6 +14,7 @@ pub mod metric;
 pub mod model;
 pub mod params;
 pub mod prototype;
+pub mod route;
 pub mod sample;
 pub mod set_regressor;
 
@@ -25,5 +26,6 @@ pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask,
 pub use model::{Model, ModelConfig};
 pub use params::{Init, ParamBuilder, ParamStore};
 pub use prototype::{Augmented, PrototypeConfig, PrototypeNet, key_distances};
+pub use route::{Job, Route};
 pub use sample::{Sampling, generate, generate_masked};
 pub use set_regressor::{SetRegressor, SetRegressorConfig};

@@ -14,6 +14,7 @@
 use candle_core::{Result, Tensor, Var, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::metric::table::Input;
 use crate::metric::{MetricKind, MetricLayer, MetricSpec};
 use crate::params::{Init, ParamBuilder, ParamStore};
 
@@ -122,10 +123,11 @@ impl PrototypeNet {
             (keys, pb.var("values", (p, k), Init::Normal { std: (2.0 / k as f64).sqrt() })?)
         };
         let metric = MetricLayer::new(&cfg.attention, 1, f, &pb.pp("metric"))?;
-        let metric = match cfg.attention.metric {
-            MetricKind::Dot => metric.with_scale(1.0 / (p as f64).sqrt()),
-            MetricKind::NegSqEuclid | MetricKind::NegEuclid => metric.with_scale(1.0),
-            _ => metric,
+        // The paper's scales: dot 1/sqrt(p), distances 1 (metrics without a scale ignore it).
+        let metric = match cfg.attention.metric.input() {
+            Input::Dot => metric.with_scale(1.0 / (p as f64).sqrt()),
+            Input::SqDist | Input::DistPow => metric.with_scale(1.0),
+            Input::UnitDot => metric,
         };
         Ok(Self { cfg: cfg.clone(), keys, values, metric })
     }

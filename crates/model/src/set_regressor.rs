@@ -163,7 +163,7 @@ impl SetRegressor {
         let mut x = Tensor::cat(&[&hc, &hq], 1)?; // (b, n + m, c)
         let mask = context_mask(n, m, context.device())?;
         for block in &self.blocks {
-            x = block.forward(&x, Some(&mask), None)?;
+            x = block.forward(&x, Some(&mask))?;
         }
         let y = self.head.forward(&self.ln_f.forward(&x.narrow(1, n, m)?)?)?; // (b, m, 1)
         y.squeeze(D::Minus1)

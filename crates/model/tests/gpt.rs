@@ -100,7 +100,7 @@ fn nonsense_configs_are_rejected_naming_the_field() {
     check(&|c| c.n_layer = 0, "n_layer");
     check(&|c| c.n_head = 0, "n_head");
     check(&|c| c.attention.eps = 0.0, "eps");
-    check(&|c| c.attention.power = -1.0, "power");
+    check(&|c| c.attention.power = Some(-1.0), "power");
     check(&|c| c.norm_eps = f64::NAN, "norm_eps");
     let err = serde_json::from_str::<ModelConfig>(r#"{"kind":"gpt","vocab_size":3,"block_size":4,"n_layer":1,"n_head":1,"n_embd":4,"metric":"euclidish"}"#)
         .expect_err("unknown metric");

@@ -37,7 +37,7 @@ fn tensor(v: &[f64]) -> Tensor {
 
 fn spec(metric: MetricKind, power: f64) -> MetricSpec {
     let mut s = MetricSpec::of(metric);
-    s.power = power;
+    s.power = Some(power);
     s.temperature = 3.0;
     s.learn_power = metric == MetricKind::Idw;
     s
@@ -64,7 +64,7 @@ fn naive_score(s: &MetricSpec, q: &[f64], k: &[f64]) -> f64 {
     let d2: f64 = q.iter().zip(k).map(|(a, b)| (a - b) * (a - b)).sum();
     let dot: f64 = q.iter().zip(k).map(|(a, b)| a * b).sum();
     let norm = |x: &[f64]| (x.iter().map(|a| a * a).sum::<f64>() + 1e-12).sqrt();
-    let distp = (d2 + s.delta).powf(s.power / 2.0);
+    let distp = (d2 + s.delta).powf(s.power() / 2.0);
     let scale = 1.0 / (DH as f64).sqrt();
     match s.metric {
         MetricKind::Dot => dot * scale,
@@ -243,7 +243,7 @@ fn idw_weights_are_shepard_weights() -> candle_core::Result<()> {
     let (q, k) = qk(3);
     for power in [1.0, 2.0, 3.0] {
         let mut s = MetricSpec::of(MetricKind::Idw);
-        s.power = power;
+        s.power = Some(power);
         s.delta = 0.0;
         let (layer, _) = layer(&s);
         let w = flat(&layer.weights(&tensor(&q), &tensor(&k), None)?);
@@ -293,4 +293,24 @@ fn unknown_metric_names_the_metric_and_alias_parses() {
     assert!(err.contains("manhattan") && err.contains("idw"), "{err}");
     let s: MetricSpec = serde_json::from_str(r#"{"metric": "neglog"}"#).expect("alias in config");
     assert_eq!(s.metric, MetricKind::Idw);
+}
+
+#[test]
+fn neg_euclid_defaults_to_the_euclidean_distance_and_differs_from_neg_sq_euclid() -> candle_core::Result<()> {
+    let s: MetricSpec = serde_json::from_str(r#"{"metric": "neg_euclid"}"#).expect("spec");
+    assert_eq!((s.power, s.power()), (None, 1.0), "neg_euclid takes p = 1 unless told");
+    assert_eq!(MetricSpec::of(MetricKind::Idw).power(), 2.0, "the others keep p = 2");
+    let back = serde_json::to_value(&s).expect("serialise");
+    assert!(back.get("power").is_none(), "an unset power is not written: {back}");
+    let (q, k) = qk(6);
+    let (l1, _) = layer(&s);
+    let scores = flat(&l1.scores(&tensor(&q), &tensor(&k))?);
+    let scale = 1.0 / (DH as f64).sqrt();
+    let (q0, k1) = (&q[..DH], &k[DH..2 * DH]);
+    let d = q0.iter().zip(k1).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+    assert_close(&scores[1..2], &[-scale * (d + s.delta).sqrt()], 1e-9, "-|q - k| / sqrt(d)");
+    let (l2, _) = layer(&MetricSpec::of(MetricKind::NegSqEuclid));
+    let diff = (l1.weights(&tensor(&q), &tensor(&k), None)? - l2.weights(&tensor(&q), &tensor(&k), None)?)?;
+    assert!(diff.abs()?.max_all()?.to_scalar::<f64>()? > 1e-3, "neg_euclid no longer equals neg_sq_euclid");
+    Ok(())
 }

@@ -232,14 +232,14 @@ fn section(top: &mut Map<String, Value>, key: &str) -> Result<Value> {
 }
 
 fn parse_field<T: DeserializeOwned>(v: Value, name: &str) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+    serde_json::from_value(v).with_context(|| name.to_string())
 }
 
 /// Reads `[model]` strictly; its values are validated by `build_task`, once the task has set
 /// the fields it determines (a GPT's `vocab_size`, ...).
 fn model_section(value: Value) -> Result<ModelConfig> {
     if let Some(Value::String(metric)) = value.get("metric") {
-        attnlab_model::MetricKind::parse(metric).map_err(|e| anyhow::anyhow!("model.metric: {e}"))?;
+        attnlab_model::MetricKind::parse(metric).context("model.metric")?;
     }
     strict(value, "model")
 }
@@ -253,7 +253,28 @@ pub fn strict<T: Serialize + DeserializeOwned>(value: Value, root: &str) -> Resu
         let at = if path == "." || path.is_empty() { root.to_string() } else { format!("{root}.{path}") };
         bail!("{at}: {}", e.into_inner())
     }
-    from_value_strict(value, root).map_err(anyhow::Error::msg)
+    from_value_strict::<T>(value.clone(), root).map_err(|msg| {
+        let hint = valid_keys::<T>(&value, &msg).map_or(String::new(), |(at, keys)| {
+            format!(" (valid keys under `{}`: {})", if at.is_empty() { root } else { &at }, keys.join(", "))
+        });
+        anyhow::Error::msg(format!("{msg}{hint}"))
+    })
+}
+
+/// For an ``unknown key `a.b.c` `` message about `value` read as `T`: the parent path
+/// (`a.b`, without the root) and the keys `T` knows there, sorted.
+fn valid_keys<T: Serialize + DeserializeOwned>(value: &Value, msg: &str) -> Option<(String, Vec<String>)> {
+    let path = msg.strip_prefix("unknown key `")?.strip_suffix('`')?;
+    let back = serde_json::to_value(serde_json::from_value::<T>(value.clone()).ok()?).ok()?;
+    let parts: Vec<&str> = path.split('.').collect();
+    let parents = parts.get(1..parts.len().saturating_sub(1)).unwrap_or_default();
+    let mut at = &back;
+    for p in parents {
+        at = at.get(p)?;
+    }
+    let mut keys: Vec<String> = at.as_object()?.keys().cloned().collect();
+    keys.sort();
+    Some((parts[..parts.len().saturating_sub(1)].join("."), keys))
 }
 
 /// Fields a task sets on a GPT (`vocab_size`, `block_size`) may be left out of `[model]`;

@@ -44,7 +44,7 @@ impl std::fmt::Display for Interrupted {
             f,
             "stopped at step {}; checkpoint saved in {} (continue with --resume {})",
             self.step,
-            self.dir.join("last").display(),
+            crate::rundir::last_dir(&self.dir).display(),
             self.dir.display()
         )
     }

@@ -1,8 +1,9 @@
 //! attnlab-train: tasks, the optimizer, the training loop and run directories.
 //!
 //! Entry point: [`train`] (config + output directory -> [`Summary`]), used by `attnlab train`
-//! and by the sweep command in-process.
+//! and by [`sweep`] (grids of runs, in this process or in child processes).
 
+pub mod bench;
 pub mod config;
 pub mod guard;
 pub mod interrupt;
@@ -12,6 +13,7 @@ pub mod outputs;
 pub mod progress;
 pub mod resume;
 pub mod rundir;
+pub mod sweep;
 pub mod task;
 pub mod tasks;
 pub mod trainer;
@@ -21,7 +23,7 @@ pub use guard::Diverged;
 pub use interrupt::Interrupted;
 pub use lock::RunLock;
 pub use outputs::{Writer, check_output};
-pub use rundir::{Summary, can_resume, is_finished};
+pub use rundir::{RunDir, Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
-pub use tasks::{TaskConfig, TaskEnv, build_task};
-pub use trainer::{TrainOptions, evaluate, train, train_task};
+pub use tasks::{TaskConfig, TaskEnv, TaskScores, build_task};
+pub use trainer::{TrainOptions, evaluate, train, train_claimed, train_task};

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::config::{RunConfig, TrainConfig};
-use crate::rundir;
+use crate::rundir::{self, RunDir};
 use crate::task::Task;
 
 /// The `train.*` settings whose change alters a run's past (its rates, batches, updates or
@@ -86,32 +86,27 @@ pub fn resume_changes(
     )
 }
 
-/// Makes `out_dir` ready; returns whether to continue from its `last/` checkpoint.
+/// Makes the run directory ready; returns whether to continue from its `last/` checkpoint.
 ///
 /// A run that failed before its first `last/` checkpoint leaves only its own files
 /// (`config.json`, `metrics.jsonl`, maybe the step-0 `best/`): it is started afresh, also when
 /// asked to resume (from step 0).
-pub fn prepare_dir(out_dir: &Path, resume: bool) -> Result<bool> {
-    for ckpt in [rundir::last_dir(out_dir), rundir::best_dir(out_dir)] {
+pub fn prepare_dir(dir: &RunDir, resume: bool) -> Result<bool> {
+    let out_dir = dir.root();
+    for ckpt in [dir.last_dir(), dir.best_dir()] {
         attnlab_model::checkpoint::recover_dir(&ckpt)?;
     }
-    let last = rundir::last_dir(out_dir);
-    if rundir::can_resume(out_dir) {
+    if dir.can_resume() {
         if !resume {
             bail!(
                 "{} already holds a run (checkpoint {}); resume it with --resume or choose another --out",
                 out_dir.display(),
-                last.display()
+                dir.last_dir().display()
             )
         }
         return Ok(true);
     }
-    let leftovers = [
-        rundir::config_path(out_dir),
-        out_dir.join(rundir::METRICS_FILE),
-        out_dir.join(rundir::SUMMARY_FILE),
-        out_dir.join(rundir::INPUTS_FILE),
-    ];
+    let leftovers = [dir.config_path(), dir.metrics_path(), dir.summary_path(), dir.inputs_path()];
     let config: Option<Value> = rundir::read_json(&leftovers[0]).ok();
     let is_run_config = |v: &Value| ["model", "task", "train"].iter().all(|k| v.get(k).is_some());
     if leftovers[0].exists() && !config.as_ref().is_some_and(is_run_config) {
@@ -128,7 +123,7 @@ pub fn prepare_dir(out_dir: &Path, resume: bool) -> Result<bool> {
             std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
         }
     }
-    let best = rundir::best_dir(out_dir);
+    let best = dir.best_dir();
     if best.exists() {
         std::fs::remove_dir_all(&best).with_context(|| format!("removing {}", best.display()))?;
     }
@@ -137,21 +132,20 @@ pub fn prepare_dir(out_dir: &Path, resume: bool) -> Result<bool> {
 
 /// Writes `RUN/inputs.json`; on resume, inputs that differ from the recorded ones (another
 /// corpus or tokenizer) are refused unless `allow_changes`.
-pub fn record_inputs(task: &dyn Task, dir: &Path, resume: bool, allow_changes: bool) -> Result<()> {
+pub fn record_inputs(task: &dyn Task, dir: &RunDir, resume: bool, allow_changes: bool) -> Result<()> {
     let inputs = Value::Object(task.inputs());
-    let path = dir.join(rundir::INPUTS_FILE);
-    if resume && path.is_file() {
-        let saved: Value = rundir::read_json(&path)?;
-        if saved != inputs {
-            let change = format!("inputs {saved} -> {inputs} (the corpus or tokenizer changed)");
-            if !allow_changes {
-                bail!(
-                    "cannot resume {} exactly: {change}; pass --allow-changes to continue anyway",
-                    dir.display()
-                )
-            }
-            eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.display());
+    if resume
+        && let Some(saved) = dir.read_inputs()?
+        && saved != inputs
+    {
+        let change = format!("inputs {saved} -> {inputs} (the corpus or tokenizer changed)");
+        if !allow_changes {
+            bail!(
+                "cannot resume {} exactly: {change}; pass --allow-changes to continue anyway",
+                dir.root().display()
+            )
         }
+        eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.root().display());
     }
-    rundir::write_json(&path, &inputs)
+    rundir::write_json(&dir.inputs_path(), &inputs)
 }

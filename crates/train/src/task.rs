@@ -1,12 +1,16 @@
 //! The task interface: what the trainer asks of every task (language modelling, recall,
 //! scattered-data interpolation, prototype classification).
 //!
-//! A task owns its data and its loss; the trainer owns the loop, the optimizer and the files.
+//! A task owns its data, its loss and its scores; the trainer owns the loop, the optimizer and
+//! the files. Errors are `anyhow` errors with context (candle's errors convert with `?`).
 
+use anyhow::Result;
 use attnlab_model::{Model, ModelConfig};
-use candle_core::{Result, Tensor};
+use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
+
+use crate::tasks::TaskScores;
 
 /// One batch. The meaning of `inputs` is the task's own (token ids for a GPT, context and query
 /// points for a set regressor, ...); the trainer only passes batches back to the task.
@@ -46,7 +50,14 @@ pub trait Task {
 
     /// The task's own scores of a trained model, merged into `summary.json`
     /// (e.g. `val_accuracy`, or `franke` errors).
-    fn scores(&self, model: &Model) -> Result<Map<String, Value>>;
+    fn scores(&self, model: &Model) -> Result<TaskScores>;
+
+    /// Cheap scores written on every validation line of `metrics.jsonl` beside the loss (e.g.
+    /// recall's `accuracy`, from which the report measures when a run leaves the plateau).
+    /// None by default.
+    fn eval_scores(&self, _model: &Model) -> Result<Map<String, Value>> {
+        Ok(Map::new())
+    }
 
     /// What the run's result depends on beyond its config, recorded in `RUN/inputs.json`
     /// (e.g. the corpus's and the tokenizer's SHA-256): runs that differ here are not seeds of

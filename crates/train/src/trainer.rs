@@ -16,7 +16,7 @@ use attnlab_model::{Checkpoint, Model, ParamStore};
 use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::RunConfig;
 use crate::guard;
@@ -26,7 +26,10 @@ use crate::optim::{AdamW, AdamWParams, clip_grads, grad_norm, lr_at};
 use crate::outputs::{Writer, check_output};
 use crate::progress::Progress;
 use crate::resume::{prepare_dir, record_inputs, resume_changes};
-use crate::rundir::{self, MetricLine, MetricsWriter, OPTIMIZER_FILE, STATE_FILE, Summary, TrainerState};
+use crate::rundir::{
+    self, CONFIG_FILE, MetricLine, MetricsWriter, OPTIMIZER_FILE, RunDir, STATE_FILE, Split, Summary,
+    TrainerState,
+};
 use crate::task::Task;
 use crate::tasks::{TaskEnv, build_task};
 
@@ -79,11 +82,25 @@ pub fn train_task(
         bail!("cannot resume {}: no such directory", out_dir.display())
     }
     check_output(out_dir, &[], Writer::Train)?;
-    let _lock = RunLock::try_acquire(out_dir)?;
-    let resume = prepare_dir(out_dir, opts.resume)?;
+    let lock = RunLock::try_acquire(out_dir)?;
+    train_locked(run, task, &lock, opts)
+}
+
+/// Like [`train`], into the run directory that `lock` claims (a sweep claims a run before it
+/// checks its plan, then trains it under the same lock; see [`crate::lock`]).
+pub fn train_claimed(run: &RunConfig, lock: &RunLock, opts: &TrainOptions) -> Result<Summary> {
+    check_output(lock.dir(), &[], Writer::Train)?;
+    let (run, task) = build_task(run, &opts.env)?;
+    train_locked(run, task, lock, opts)
+}
+
+fn train_locked(run: RunConfig, task: Box<dyn Task>, lock: &RunLock, opts: &TrainOptions) -> Result<Summary> {
+    let out_dir = lock.dir();
+    let dir = RunDir::new(out_dir);
+    let resume = prepare_dir(&dir, opts.resume)?;
     let mut s = Session::start(run, task, out_dir, opts, resume)?;
-    if s.state.step >= s.run.train.steps && out_dir.join(rundir::SUMMARY_FILE).exists() {
-        return rundir::read_json(&out_dir.join(rundir::SUMMARY_FILE));
+    if s.state.step >= s.run.train.steps && dir.summary_path().exists() {
+        return rundir::read_json(&dir.summary_path());
     }
     let result = s.run_loop(opts.stop_at);
     s.progress.finish();
@@ -142,14 +159,14 @@ impl Session {
         if resume {
             state = restore(&run, dir, &params, &mut opt, opts.allow_changes)?;
             let kept = rundir::truncate_metrics(dir, state.step)?;
-            recent.extend(kept.iter().filter(|l| l.split == "train").map(|l| l.loss));
+            recent.extend(kept.iter().filter(|l| l.split == Split::Train).map(|l| l.loss));
             while recent.len() > 20 {
                 recent.pop_front();
             }
             resumed_at = Some(state.step);
             tracing::info!(step = state.step, dir = %dir.display(), "resuming");
         }
-        record_inputs(task.as_ref(), dir, resume, opts.allow_changes)?;
+        record_inputs(task.as_ref(), &RunDir::new(dir), resume, opts.allow_changes)?;
         let run_json = run.to_value()?;
         rundir::write_json(&rundir::config_path(dir), &run_json)?;
         let metrics = MetricsWriter::open(dir)?;
@@ -224,16 +241,7 @@ impl Session {
             self.recent.pop_front();
         }
         let tps = batch.n_items as f64 / dt.max(1e-9);
-        self.metrics.write(&MetricLine {
-            step: step + 1,
-            split: "train".into(),
-            loss,
-            lr: Some(lr),
-            grad_norm: Some(norm),
-            tokens_per_s: Some(tps),
-            wall_s: self.wall(),
-            extra: Map::new(),
-        })?;
+        self.metrics.write(&MetricLine::train(step + 1, loss, lr, norm, tps, self.wall()))?;
         self.progress.step(step + 1, loss, lr, tps);
         Ok(())
     }
@@ -242,16 +250,8 @@ impl Session {
         let loss = evaluate(self.task.as_ref(), &self.model)?;
         guard::check_number("validation loss", loss, step, &self.dir)?;
         self.last_val = Some(loss);
-        let line = MetricLine {
-            step,
-            split: "val".into(),
-            loss,
-            lr: None,
-            grad_norm: None,
-            tokens_per_s: None,
-            wall_s: self.wall(),
-            extra: Map::new(),
-        };
+        let mut line = MetricLine::val(step, loss, self.wall());
+        line.extra = self.task.eval_scores(&self.model)?;
         self.metrics.write(&line)?;
         self.progress.val(step, loss);
         if self.state.best_val_loss.is_none_or(|b| loss < b) {
@@ -303,7 +303,6 @@ impl Session {
             tokens_per_s: self.state.items as f64 / self.state.train_s.max(1e-9),
             wall_s: self.wall(),
             ms_per_step: 1000.0 * self.state.train_s / steps.max(1) as f64,
-            task: self.task.name().to_string(),
             metric: self.run.model.metric().name().to_string(),
             seed: self.run.seed,
             scores: self.task.scores(&self.model)?,
@@ -329,7 +328,7 @@ fn restore(
     allow_changes: bool,
 ) -> Result<TrainerState> {
     let last = rundir::last_dir(dir);
-    let saved_json: Value = rundir::read_json(&last.join(attnlab_model::checkpoint::CONFIG_FILE))?;
+    let saved_json: Value = rundir::read_json(&last.join(CONFIG_FILE))?;
     let saved = RunConfig::from_value(saved_json).with_context(|| format!("reading {}", last.display()))?;
     let state: TrainerState = rundir::read_json(&last.join(STATE_FILE))?;
     for change in resume_changes(&saved, run, state.step, dir, allow_changes)? {

@@ -1,7 +1,7 @@
 //! Bad input gives clear errors naming the problem: corpus missing, empty, not UTF-8, shorter
 //! than the block; an output directory that cannot be created.
 
-mod common;
+use crate::common;
 
 use attnlab_train::{TrainOptions, train};
 use candle_core::Device;

@@ -1,7 +1,7 @@
 //! Run-config reading: overrides for every field, unknown keys named (in every section and
 //! every variant), invalid values named, and the shipped configs parse.
 
-mod common;
+use crate::common;
 
 use attnlab_model::MetricKind;
 use attnlab_train::config::parse_scalar;
@@ -69,6 +69,12 @@ fn unknown_keys_are_named_in_every_section_and_variant() {
         let in_file = base.replace("[train]", "[train]\nbogus_key = 1");
         assert!(err(&in_file, &[]).contains("bogus_key"));
     }
+    // Under `model.` (read through a round trip, not serde's field list) the valid keys are listed.
+    let msg = err(&common::recall_toml("dot", 1), &["model.n_heads=1"]);
+    assert!(
+        msg.contains("valid keys under `model`") && msg.contains("n_head") && msg.contains("n_embd"),
+        "{msg}"
+    );
     // A key of the other task variant is unknown here.
     assert!(err(&common::recall_toml("dot", 1), &["task.corpus=x"]).contains("corpus"));
 }

@@ -1,20 +1,19 @@
 //! A full disk during a checkpoint save: a clear error, and the previous checkpoint intact and
 //! loadable. On a size-limited tmpfs when the test runs as root and may mount one; always also
-//! through an injected write failure on the same code path (its own test binary: the hook is
-//! process-wide).
+//! through an injected write failure on the same code path (scoped to the test's directory, so
+//! other tests of this binary are not touched).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use attnlab_model::Checkpoint;
-use attnlab_model::checkpoint::FAIL_NEXT_SAVES;
+use attnlab_model::checkpoint::fail_saves_under;
 use attnlab_train::rundir::{self, TrainerState};
 use attnlab_train::{TrainOptions, train};
 use candle_core::Device;
 
-/// The failure hook is process-wide: the two tests must not overlap.
+/// The two full-disk tests do not overlap (the tmpfs one fills a disk).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn saved_step(dir: &Path) -> usize {
@@ -38,7 +37,7 @@ fn injected_full_disk_keeps_the_previous_checkpoint() -> anyhow::Result<()> {
     let dir = tmp.path().join("run");
     train(&run, &dir, &TrainOptions { stop_at: Some(4), ..opts.clone() }).expect_err("stopped at 4");
     let before = std::fs::read(dir.join("last/model.safetensors"))?;
-    FAIL_NEXT_SAVES.store(1, Ordering::SeqCst);
+    fail_saves_under(&dir, 1);
     let err = train(&run, &dir, &TrainOptions { resume: true, ..opts.clone() }).expect_err("disk full");
     check_full_disk_error(&err, &dir);
     assert!(format!("{err:#}").contains("previous checkpoint there is kept"), "{err:#}");

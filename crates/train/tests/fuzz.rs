@@ -1,7 +1,7 @@
 //! Property tests (issue 13): random and truncated config text, checkpoint bytes and tokenizer
 //! files give errors, never a panic (proptest reports a panic as a failure) and never a hang.
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 

@@ -1,6 +1,6 @@
 //! A corpus and a tokenizer from the Hub, fetched from a loopback stand-in (offline).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

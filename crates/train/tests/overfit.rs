@@ -1,7 +1,7 @@
 //! One-batch overfit for every attention metric: after the first backward every variable has a
 //! non-zero gradient (no silently dead path), and AdamW drives the loss on one batch down.
 
-mod common;
+use crate::common;
 
 use attnlab_model::{MetricKind, Model};
 use attnlab_train::optim::{AdamW, AdamWParams, clip_grads, grad_norm};

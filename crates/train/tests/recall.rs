@@ -1,7 +1,7 @@
 //! The MQAR generator: next-token alignment of the answers, the loss/accuracy mask, and a
 //! short training run that must get past "answer with some value of the context".
 
-mod common;
+use crate::common;
 
 use attnlab_train::Task;
 use attnlab_train::tasks::{RecallConfig, RecallTask};
@@ -94,7 +94,15 @@ fn a_small_recall_task_is_learned() -> anyhow::Result<()> {
     let run = common::run_from_toml(toml, &[])?;
     let tmp = tempfile::tempdir()?;
     let summary = train(&run, &tmp.path().join("run"), &TrainOptions::new(&Device::Cpu))?;
-    let acc = summary.scores["val_accuracy"].as_f64().expect("val_accuracy");
+    let attnlab_train::TaskScores::Recall(scores) = &summary.scores else { panic!("recall scores") };
+    let acc = scores.val_accuracy;
     assert!(acc > 0.9, "recall accuracy {acc} after 800 steps (chance among the context values: 0.5)");
+    // Every validation line carries the accuracy (the report's plateau escape reads it); the last
+    // one equals the summary's.
+    let lines = attnlab_train::rundir::read_metrics(&tmp.path().join("run"))?;
+    let val: Vec<_> = lines.iter().filter(|l| l.split == attnlab_train::rundir::Split::Val).collect();
+    assert_eq!(val.len(), 2, "evaluations at steps 0 and 800");
+    assert!(val.iter().all(|l| l.extra.get("accuracy").and_then(|a| a.as_f64()).is_some()), "{val:?}");
+    assert_eq!(val[1].extra["accuracy"].as_f64(), Some(acc));
     Ok(())
 }

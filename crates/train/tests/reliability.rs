@@ -3,12 +3,12 @@
 //! (case 12); one writer per run directory; resume is exact or says why not (case 14); a torn
 //! last metrics line never blocks a resume (case 25); outputs never overlap inputs (case 19).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
 use attnlab_train::guard::{Diverged, checkpoint_is_finite};
-use attnlab_train::rundir::{self, MetricLine, read_metrics};
+use attnlab_train::rundir::{self, MetricLine, Split, read_metrics};
 use attnlab_train::{RunLock, TrainOptions, Writer, check_output, train};
 use candle_core::Device;
 
@@ -23,7 +23,7 @@ fn untimed(dir: &Path) -> Vec<MetricLine> {
         .into_iter()
         .map(|mut l| {
             l.tokens_per_s = None;
-            l.wall_s = 0.0;
+            l.wall_s = None;
             l
         })
         .collect()
@@ -58,7 +58,7 @@ fn divergence_stops_before_the_step_and_never_saves_non_finite_weights() -> anyh
     let d = err.downcast_ref::<Diverged>().unwrap_or_else(|| panic!("not a Diverged error: {err:#}")).clone();
     let msg = format!("{err:#}");
     // Nothing of the diverged step was logged: the run stopped before its optimizer update.
-    let last_logged = read_metrics(&dir)?.iter().filter(|l| l.split == "train").map(|l| l.step).max();
+    let last_logged = read_metrics(&dir)?.iter().filter(|l| l.split == Split::Train).map(|l| l.step).max();
     assert_eq!(last_logged.unwrap_or(0), d.step - 1, "{msg}");
     // Every checkpoint left is finite, and the one named exists and is good.
     for ckpt in [rundir::last_dir(&dir), rundir::best_dir(&dir)] {

@@ -2,18 +2,17 @@
 //! optimizer state; a resume drops metrics lines written after its checkpoint; a NaN loss stops
 //! the run and keeps the last good checkpoint.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use attnlab_model::Model;
-use attnlab_train::rundir::{self, read_metrics};
+use attnlab_train::rundir::{self, Split, read_metrics};
 use attnlab_train::task::{Batch, Task};
-use attnlab_train::{Interrupted, TrainOptions, build_task, train, train_task};
+use attnlab_train::{Interrupted, TaskScores, TrainOptions, build_task, train, train_task};
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value};
 
 fn tensors(path: &Path) -> HashMap<String, Vec<f32>> {
     let t = candle_core::safetensors::load(path, &Device::Cpu).expect("loading safetensors");
@@ -26,7 +25,7 @@ fn tensors(path: &Path) -> HashMap<String, Vec<f32>> {
         .collect()
 }
 
-fn train_losses(dir: &Path) -> Vec<(usize, String, f64)> {
+fn train_losses(dir: &Path) -> Vec<(usize, Split, f64)> {
     read_metrics(dir).expect("metrics").into_iter().map(|l| (l.step, l.split, l.loss)).collect()
 }
 
@@ -93,18 +92,18 @@ impl Task for Diverging {
     fn name(&self) -> &'static str {
         "diverging"
     }
-    fn train_batch(&mut self, step: usize, rng: &mut ChaCha8Rng, b: usize) -> candle_core::Result<Batch> {
+    fn train_batch(&mut self, step: usize, rng: &mut ChaCha8Rng, b: usize) -> anyhow::Result<Batch> {
         self.step = step;
         self.inner.train_batch(step, rng, b)
     }
     fn val_batches(&self) -> &[Batch] {
         self.inner.val_batches()
     }
-    fn loss(&self, model: &Model, batch: &Batch) -> candle_core::Result<Tensor> {
+    fn loss(&self, model: &Model, batch: &Batch) -> anyhow::Result<Tensor> {
         let loss = self.inner.loss(model, batch)?;
-        if self.step >= self.at { loss * f64::NAN } else { Ok(loss) }
+        if self.step >= self.at { Ok((loss * f64::NAN)?) } else { Ok(loss) }
     }
-    fn scores(&self, model: &Model) -> candle_core::Result<Map<String, Value>> {
+    fn scores(&self, model: &Model) -> anyhow::Result<TaskScores> {
         self.inner.scores(model)
     }
 }

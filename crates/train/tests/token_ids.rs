@@ -2,7 +2,7 @@
 //! its vocabulary sizes the model from the largest id + 1 and keeps the file's ids (case 09);
 //! ids the tokenizer cannot decode are masked; a leading byte-order mark is not text (case 07).
 
-mod common;
+use crate::common;
 
 use attnlab_train::tasks::text::read_corpus;
 use attnlab_train::tasks::tokenizer::TextTokenizer;

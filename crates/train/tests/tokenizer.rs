@@ -1,7 +1,7 @@
 //! Tokenizers: character level and BPE round trips, the saved `tokenizer.json` reloads to the
 //! same ids, and the character fast path agrees with the Hugging Face tokenizer.
 
-mod common;
+use crate::common;
 
 use attnlab_train::tasks::tokenizer::TextTokenizer;
 

@@ -3,8 +3,6 @@
 //! Each metric runs in a fresh child process of the same binary (`--child`), so peak-memory
 //! figures do not mix and every metric starts with cold pools and allocator.
 
-mod child;
-
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -13,7 +11,7 @@ use candle_core::Device;
 use clap::Args;
 use serde::Serialize;
 
-use child::{BenchResult, Shape};
+use attnlab_train::bench::{self, BenchResult, Shape};
 
 /// Options of `attnlab bench`.
 #[derive(Debug, Args)]
@@ -88,10 +86,7 @@ impl BenchArgs {
         if self.metrics.is_empty() {
             return Ok(MetricKind::ALL.to_vec());
         }
-        self.metrics
-            .iter()
-            .map(|m| MetricKind::parse(m.trim()).map_err(|e| anyhow::anyhow!("--metrics: {e}")))
-            .collect()
+        self.metrics.iter().map(|m| MetricKind::parse(m.trim()).context("--metrics")).collect()
     }
 }
 
@@ -104,7 +99,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.child {
         let [metric] = metrics.as_slice() else { bail!("--child runs exactly one metric") };
         fused::set_enabled(kernels);
-        let r = child::run(*metric, &shape, &dev)?;
+        let r = bench::run(*metric, &shape, &dev)?;
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());
     }

@@ -14,11 +14,17 @@ pub struct EvalArgs {
     /// Report directory (report.md, report.json, pictures).
     #[arg(long, default_value = "checkpoints/report")]
     pub out: PathBuf,
+    /// The metric every configuration is compared with (same task and settings).
+    #[arg(long, default_value = "dot")]
+    pub baseline: String,
 }
 
 /// Writes the report and prints where it is.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let report = attnlab_eval::write_report(&args.runs, &args.out)?;
+    let baseline = attnlab_model::MetricKind::parse(&args.baseline)
+        .map_err(|e| anyhow::anyhow!("--baseline {}: {e}", args.baseline))?;
+    let options = attnlab_eval::ReportOptions { baseline: baseline.name().to_string() };
+    let report = attnlab_eval::write_report_with(&args.runs, &args.out, &options)?;
     println!(
         "report of {} runs in {} task group(s): {}",
         report.n_runs,

@@ -6,4 +6,5 @@ pub mod eval;
 pub mod metrics;
 pub mod sample;
 pub mod sweep;
+pub mod sweep_run;
 pub mod train;

@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
-use attnlab_model::checkpoint::{LAST_DIR, MODEL_FILE, TOKENIZER_FILE};
+use anyhow::{Context, Result, bail};
+use attnlab_model::checkpoint::TOKENIZER_FILE;
 use attnlab_model::{Checkpoint, Sampling, generate_masked};
+use attnlab_train::RunDir;
 use attnlab_train::tasks::tokenizer::TextTokenizer;
 use candle_core::Device;
 use clap::Args;
@@ -34,12 +35,11 @@ pub struct SampleArgs {
 /// Loads the checkpoint and its tokenizer, generates, prints prompt + continuation.
 pub fn run(args: SampleArgs) -> Result<()> {
     let device = Device::cuda_if_available(0)?;
-    // A run directory holds its own config.json beside last/; load last/ explicitly.
-    let last = args.run.join(LAST_DIR);
-    let target = if last.join(MODEL_FILE).is_file() { last } else { args.run.clone() };
+    // A run directory's checkpoint, else the argument itself (a checkpoint directory or hub:).
+    let target = RunDir::new(&args.run).checkpoint_dir().unwrap_or_else(|| args.run.clone());
     let ckpt =
-        Checkpoint::load(&target, &device).map_err(|e| anyhow!("loading {}: {e}", args.run.display()))?;
-    ckpt.ensure_finite().map_err(|e| anyhow!("{e}"))?;
+        Checkpoint::load(&target, &device).with_context(|| format!("loading {}", args.run.display()))?;
+    ckpt.ensure_finite()?;
     let tokenizer = load_tokenizer(&ckpt.dir)?;
     let gpt = ckpt.model.as_gpt().context("sampling needs a GPT checkpoint")?;
     let prompt_text = args.prompt.clone().unwrap_or_else(|| "\n".to_string());
@@ -60,8 +60,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         seed: args.seed,
     };
     let allowed = tokenizer.decodable_ids(gpt.config().vocab_size);
-    let ids = generate_masked(gpt, &prompt, args.tokens, &sampling, &allowed)
-        .map_err(|e| anyhow!("generating: {e}"))?;
+    let ids = generate_masked(gpt, &prompt, args.tokens, &sampling, &allowed).context("generating")?;
     println!("{prompt_text}{}", tokenizer.decode(&ids)?);
     Ok(())
 }

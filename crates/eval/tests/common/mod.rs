@@ -10,6 +10,15 @@ use attnlab_model::{Checkpoint, GptConfig, MetricKind, Model, ModelConfig};
 use candle_core::Device;
 use serde_json::{Value, json};
 
+/// A valid task section of kind `task` (what the report reads its columns from).
+fn task_config(task: &str) -> Value {
+    match task {
+        "recall" => json!({"kind": "recall", "vocab_size": 16, "seq_len": 8, "n_pairs": 2}),
+        "text" => json!({"kind": "text", "corpus": "no-such-corpus.txt"}),
+        other => json!({"kind": other}),
+    }
+}
+
 /// Writes a run called `name` under `root`: task `task`, `metric`, `seed`; `steps` train lines and a
 /// validation line every 5 steps; `summary` adds `summary.json` with `extra` merged in.
 pub fn make_run(
@@ -33,7 +42,7 @@ pub fn make_run(
         "name": name,
         "seed": seed,
         "model": serde_json::to_value(&model_cfg).expect("model json"),
-        "task": {"kind": task, "n_pairs": 4},
+        "task": task_config(task),
         "train": {"steps": 20, "batch_size": 4},
     });
     fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config).expect("json")).expect("config");

@@ -6,22 +6,24 @@
 //!
 //! | kernel | replaces |
 //! |---|---|
-//! | [`attention`] | the whole `softmax(score(q, k) + mask) v`, per head, no `(b, h, t, t)` tensor kept |
-//! | [`self_attention`] | the same from packed `[q | k | v]` projections `(b, t, 3c)` to `(b, t, c)`: no head transposes |
-//! | [`attention_weights`] | metric transform of `q.k` and the norms, mask, softmax |
+//! | [`attention`] (`tiles.rs`) | the whole `softmax(score(q, k) + mask) v`, per head in tiles, no `(b, h, t, t)` tensor kept |
+//! | [`self_attention`] (`packed.rs`) | the same from packed `[q | k | v]` projections `(b, t, 3c)` to `(b, t, c)`: no head transposes |
+//! | [`attention_weights`] (`weights.rs`) | metric transform of `q.k` and the norms, mask, softmax |
 //! | [`layer_norm`] / [`rms_norm`] | mean, centring, variance, rsqrt, scale |
 //! | [`gelu`] | `gelu_erf` and its ten-op backward |
 //! | [`cross_entropy`] | log-softmax + gather + mean |
 //! | [`linear`] | candle's five-node `Linear` (reshape, transpose, matmul, reshape, bias add) |
 //!
+//! The three attention kernels share the per-row metric kernels of `rows.rs` (formulas from
+//! [`crate::metric::table`]); which one runs is chosen in [`crate::route`].
+//!
 //! Kernels run on the CPU for contiguous `f32` tensors; on any other device or dtype the public
-//! functions return the composed (unfused) result, so models work unchanged on CUDA.
+//! functions return the composed (unfused) result (or `None`), so models work unchanged on CUDA.
 //! [`set_enabled`] (or the environment variable `ATTNLAB_FUSED`) switches kernels off, e.g. to
 //! measure what each one gains: `ATTNLAB_FUSED=none`, `all` (default) or a comma list of
-//! `attn`, `flash`, `norm`, `gelu`, `ce`, `linear`.
+//! `weights`, `tiles`, `norm`, `gelu`, `ce`, `linear` (`attn` and `flash` are the old names of
+//! `weights` and `tiles`). [`with_enabled`] switches them for one thread only (tests).
 
-mod attend;
-mod attn;
 mod gelu;
 mod lanes;
 mod linear;
@@ -29,32 +31,39 @@ mod loss;
 mod mm;
 mod norm;
 mod packed;
+mod rowmask;
+mod rows;
+mod tiles;
+mod weights;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor, bail};
 
-pub use attend::attention;
-pub use attn::{MetricFn, attention_weights};
 pub use gelu::gelu;
 pub use linear::linear;
 pub use loss::cross_entropy;
 pub use norm::{layer_norm, rms_norm};
 pub use packed::self_attention;
+pub use rows::MetricFn;
+pub use tiles::attention;
+pub use weights::attention_weights;
 
 /// One group of fused kernels that can be switched on or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// Metric scores + mask + softmax.
-    Attn = 1,
+    /// The weights kernel: metric scores + mask + softmax, `(b, h, tq, tk)` weights out.
+    Weights = 1,
     /// Layer norm and RMS norm.
     Norm = 2,
     /// GELU (erf).
     Gelu = 4,
     /// Cross-entropy loss.
     Ce = 8,
-    /// Whole attention `softmax(score + mask) v` per head (no `(b, h, t, t)` tensor kept).
-    Flash = 16,
+    /// Whole attention `softmax(score + mask) v` per head in tiles (no `(b, h, t, t)` tensor
+    /// kept); with [`Kernel::Linear`] also packed self-attention.
+    Tiles = 16,
     /// Linear map `x w^T + b` as one node.
     Linear = 32,
 }
@@ -63,7 +72,8 @@ const ALL: u8 = 63;
 const UNSET: u8 = 255;
 static ENABLED: AtomicU8 = AtomicU8::new(UNSET);
 
-/// Parses `all`, `none` or a comma list of `attn`, `flash`, `norm`, `gelu`, `ce`, `linear` into a kernel bit set.
+/// Parses `all`, `none` or a comma list of `weights`, `tiles`, `norm`, `gelu`, `ce`, `linear`
+/// (`attn`, `flash`: old names of `weights`, `tiles`) into a kernel bit set.
 pub fn parse_kernels(list: &str) -> Result<u8> {
     match list.trim() {
         "all" | "" => return Ok(ALL),
@@ -73,14 +83,14 @@ pub fn parse_kernels(list: &str) -> Result<u8> {
     let mut bits = 0;
     for name in list.split(',').map(str::trim) {
         bits |= match name {
-            "attn" => Kernel::Attn as u8,
+            "weights" | "attn" => Kernel::Weights as u8,
             "norm" => Kernel::Norm as u8,
             "gelu" => Kernel::Gelu as u8,
             "ce" => Kernel::Ce as u8,
-            "flash" => Kernel::Flash as u8,
+            "tiles" | "flash" => Kernel::Tiles as u8,
             "linear" => Kernel::Linear as u8,
             other => bail!(
-                "unknown fused kernel `{other}` (expected all, none, or attn,flash,norm,gelu,ce,linear)"
+                "unknown fused kernel `{other}` (expected all, none, or weights,tiles,norm,gelu,ce,linear)"
             ),
         };
     }
@@ -92,8 +102,26 @@ pub fn set_enabled(bits: u8) {
     ENABLED.store(bits & ALL, Ordering::Relaxed);
 }
 
-/// Whether kernel `k` is on: set by [`set_enabled`], else by `ATTNLAB_FUSED`, else on.
+thread_local! {
+    /// This thread's override of the process-wide switches ([`with_enabled`]).
+    static THREAD_BITS: Cell<Option<u8>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the kernels `bits` on for this thread only (the process-wide setting and other
+/// threads are untouched): lets tests compare routes side by side in one process.
+pub fn with_enabled<R>(bits: u8, f: impl FnOnce() -> R) -> R {
+    let before = THREAD_BITS.with(|b| b.replace(Some(bits & ALL)));
+    let out = f();
+    THREAD_BITS.with(|b| b.set(before));
+    out
+}
+
+/// Whether kernel `k` is on: set for this thread by [`with_enabled`], else by [`set_enabled`],
+/// else by `ATTNLAB_FUSED`, else on.
 pub fn enabled(k: Kernel) -> bool {
+    if let Some(bits) = THREAD_BITS.with(Cell::get) {
+        return bits & k as u8 != 0;
+    }
     let mut bits = ENABLED.load(Ordering::Relaxed);
     if bits == UNSET {
         bits = std::env::var("ATTNLAB_FUSED").ok().and_then(|s| parse_kernels(&s).ok()).unwrap_or(ALL);
@@ -128,7 +156,7 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
 }
 
 /// Whether `t` can go through a fused CPU kernel: an `f32` tensor on the CPU.
-fn cpu_f32(t: &Tensor) -> bool {
+pub(crate) fn cpu_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
 

@@ -4,21 +4,20 @@
 //! no head transposes, copies or concatenations enter the graph.
 //!
 //! Each `(batch, head)` unit gathers its rows into contiguous per-thread tiles and runs the
-//! per-head kernels of [`super::attend`]; `cosine` normalises the gathered rows itself
-//! (`q^ = q / sqrt(|q|^2 + 1e-12)`, backward `dq = (dq^ - q^ (q^ . dq^)) / sqrt(|q|^2 + 1e-12)`).
+//! per-head kernels of [`super::tiles`]; `cosine` normalises the gathered rows itself
+//! ([`crate::metric::unit`]).
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
-use super::attend::{Attend, AttendBwd, Block};
-use super::attn::{MetricFn, ParamUse, RowMask, head_param};
-use super::{Kernel, SharedMut, cpu_f32, enabled, par_units, part, slice, to_vec, with_scratch};
-use crate::metric::MetricKind;
-
-/// `eps` of the cosine row normalisation (as the composed path's `unit_rows`).
-const UNIT_EPS: f32 = 1e-12;
+use super::rowmask::RowMask;
+use super::rows::{MetricFn, ParamUse, head_param};
+use super::tiles::{Attend, AttendBwd, Block};
+use super::{SharedMut, cpu_f32, par_units, part, slice, to_vec, with_scratch};
+use crate::metric::table::Input;
+use crate::metric::unit::{unit_rows_bwd, unit_rows_in_place};
 
 thread_local! {
     /// Per-thread gathered rows of one unit: q, k, v, (dy, dq, dk, dv), norms.
@@ -27,8 +26,8 @@ thread_local! {
 
 /// Causal (or other 0/`-inf` `(t, t)`-masked) self-attention `(b, t, c)` from packed `qkv`
 /// `(b, t, 3c)` with `n_head` heads; `param` `(n_head,)` is the cosine temperature or the learned
-/// `idw` power. `None` when the kernel does not apply (switched off, not CPU `f32`, or a mask
-/// with values other than 0 and `-inf`).
+/// `idw` power. `None` when the kernel does not apply (not CPU `f32`, or a mask with values
+/// other than 0 and `-inf`).
 pub fn self_attention(
     f: MetricFn,
     qkv: &Tensor,
@@ -36,7 +35,7 @@ pub fn self_attention(
     param: Option<&Tensor>,
     mask: Option<&Tensor>,
 ) -> Result<Option<Tensor>> {
-    if !enabled(Kernel::Flash) || !cpu_f32(qkv) {
+    if !cpu_f32(qkv) {
         return Ok(None);
     }
     let (_b, t, c3) = qkv.dims3()?;
@@ -66,8 +65,12 @@ impl Packed {
         Ok((b, t, self.h, c3 / (3 * self.h)))
     }
 
-    fn cosine(&self) -> bool {
-        self.inner.f.kind == MetricKind::Cosine
+    /// Whether the metric scores unit rows (`cosine`): the gathered q and k are normalised.
+    fn unit_rows(&self) -> bool {
+        match self.inner.f.kind.input() {
+            Input::UnitDot => true,
+            Input::Dot | Input::SqDist | Input::DistPow => false,
+        }
     }
 }
 
@@ -87,25 +90,6 @@ unsafe fn scatter(src: &[f32], dst: *mut f32, at: usize, stride: usize, d: usize
     for (i, row) in src.chunks(d).enumerate() {
         // SAFETY: guaranteed by the caller.
         unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), dst.add(i * stride + at), d) };
-    }
-}
-
-/// Normalises the rows of `x` `(n, d)` in place; returns `1 / sqrt(|x_i|^2 + eps)` per row.
-fn unit_rows(x: &mut [f32], d: usize) -> Vec<f32> {
-    x.chunks_mut(d)
-        .map(|row| {
-            let inv = 1.0 / (row.iter().map(|v| v * v).sum::<f32>() + UNIT_EPS).sqrt();
-            row.iter_mut().for_each(|v| *v *= inv);
-            inv
-        })
-        .collect()
-}
-
-/// `g <- (g - u (u . g)) * inv` per row: the gradient through [`unit_rows`] given unit rows `u`.
-fn unit_rows_bwd(u: &[f32], inv: &[f32], g: &mut [f32], d: usize) {
-    for ((gr, ur), &s) in g.chunks_mut(d).zip(u.chunks(d)).zip(inv) {
-        let dot: f32 = gr.iter().zip(ur).map(|(a, b)| a * b).sum();
-        gr.iter_mut().zip(ur).for_each(|(a, &b)| *a = (*a - b * dot) * s);
     }
 }
 
@@ -130,7 +114,7 @@ fn gather_unit(
     gather(src, hd * d, 3 * c, d, q);
     gather(src, c + hd * d, 3 * c, d, k);
     gather(src, 2 * c + hd * d, 3 * c, d, v);
-    if op.cosine() { unit_rows(qk, d) } else { Vec::new() }
+    if op.unit_rows() { unit_rows_in_place(qk, d) } else { Vec::new() }
 }
 
 impl CustomOp2 for Packed {
@@ -182,7 +166,9 @@ impl CustomOp2 for Packed {
         let g_qkv = packed.narrow(0, 0, n)?.reshape((b, t, c3))?;
         let g_param = match self.inner.use_param {
             ParamUse::None => None,
-            _ => Some(packed.narrow(0, n, b * self.h)?.reshape((b, self.h))?.sum(0)?),
+            ParamUse::Temperature | ParamUse::Power => {
+                Some(packed.narrow(0, n, b * self.h)?.reshape((b, self.h))?.sum(0)?)
+            }
         };
         Ok((Some(g_qkv), g_param))
     }
@@ -231,7 +217,7 @@ impl CustomOp2 for PackedBwd {
                 let p = fwd.inner.param(&self.param, hd);
                 let gp =
                     inner.head(qk.split_at(t * d), v, gy_u, (g_qk, g_v), &blocks, (b, h, t, t, d, d), p)?;
-                if fwd.cosine() {
+                if fwd.unit_rows() {
                     unit_rows_bwd(qk, &inv, g_qk, d);
                 }
                 let (gq, gk) = g_qk.split_at(t * d);

@@ -1,8 +1,8 @@
 //! Franke's (1979, 1982) test function F1, his 100-node scattered set, the 33 x 33 evaluation
 //! grid and the error measures used to compare scattered-data interpolators.
 
-use candle_core::{Result, bail};
-use serde::Serialize;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 
 /// Franke's F1 on [0,1]^2:
 /// `0.75 e^{-((9x-2)^2 + (9y-2)^2)/4} + 0.75 e^{-(9x+1)^2/49 - (9y+1)/10}
@@ -49,7 +49,7 @@ pub fn parse_nodes(text: &str, source: &str) -> Result<Vec<[f64; 2]>> {
 }
 
 /// Interpolation errors against the truth on a set of points.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Errors {
     /// `max_i |pred_i - truth_i|`.
     pub max_abs: f64,

@@ -1,19 +1,22 @@
 //! The tasks, chosen by `[task] kind = ...`, and the one place that builds them.
 //!
-//! To add a task: a module with its config struct (`#[serde(deny_unknown_fields)]`) and a type
-//! implementing [`Task`], a variant of [`TaskConfig`], and an arm in [`build_task`].
+//! To add a task: a module with its config struct (`#[serde(deny_unknown_fields)]`), its scores
+//! struct and report (columns, pictures) and a type implementing [`Task`]; a variant of
+//! [`TaskConfig`] and of [`TaskScores`]. The compiler then names the arms to add here
+//! ([`TaskConfig::name`], [`TaskConfig::validate`], [`TaskConfig::report`], [`build_task`]).
 
 pub mod augment;
 pub mod franke;
 pub mod moons;
 pub mod prototype;
 pub mod recall;
+pub mod report;
 pub mod scattered;
 pub mod shepard;
 pub mod text;
 pub mod tokenizer;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use attnlab_model::hub::HubOptions;
 use attnlab_model::{Gpt, GptConfig, Model, ModelConfig};
 use candle_core::{D, Device, Tensor};
@@ -23,6 +26,7 @@ use crate::config::RunConfig;
 use crate::task::{Batch, Task};
 pub use prototype::{PrototypeTask, PrototypeTaskConfig};
 pub use recall::{RecallConfig, RecallTask};
+pub use report::{Column, Picture, TaskReport, TaskScores, Unit, nats_to_bits};
 pub use scattered::{ScatteredConfig, ScatteredTask};
 pub use text::{TextConfig, TextTask};
 
@@ -56,8 +60,18 @@ impl TaskConfig {
         match self {
             TaskConfig::Text(c) => c.validate(),
             TaskConfig::Recall(c) => c.validate(),
-            TaskConfig::Scattered(c) => c.validate().map_err(|e| anyhow::anyhow!("{e}")),
-            TaskConfig::Prototype(c) => c.validate().map_err(|e| anyhow::anyhow!("{e}")),
+            TaskConfig::Scattered(c) => c.validate(),
+            TaskConfig::Prototype(c) => c.validate(),
+        }
+    }
+
+    /// What the report shows for runs of this task: columns, pictures, configuration line.
+    pub fn report(&self) -> TaskReport {
+        match self {
+            TaskConfig::Text(c) => c.report(),
+            TaskConfig::Recall(c) => c.report(),
+            TaskConfig::Scattered(c) => c.report(),
+            TaskConfig::Prototype(c) => c.report(),
         }
     }
 }
@@ -94,8 +108,8 @@ pub fn build_task(run: &RunConfig, env: &TaskEnv) -> Result<(RunConfig, Box<dyn 
         TaskConfig::Prototype(c) => Box::new(PrototypeTask::new(c, run.seed, &env.device)?),
     };
     let mut resolved = run.clone();
-    task.configure_model(&mut resolved.model).map_err(|e| anyhow::anyhow!("{e}"))?;
-    resolved.model.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    task.configure_model(&mut resolved.model)?;
+    resolved.model.validate()?;
     Ok((resolved, task))
 }
 
@@ -103,32 +117,35 @@ pub fn build_task(run: &RunConfig, env: &TaskEnv) -> Result<(RunConfig, Box<dyn 
 pub fn gpt_config<'a>(model: &'a ModelConfig, task: &str) -> Result<&'a GptConfig> {
     match model {
         ModelConfig::Gpt(g) => Ok(g),
-        _ => anyhow::bail!("the {task} task needs model.kind = \"gpt\""),
+        _ => bail!("the {task} task needs model.kind = \"gpt\""),
     }
 }
 
-/// Like [`gpt_config`], mutable, with a candle error (for [`Task::configure_model`]).
-pub fn gpt_config_mut<'a>(model: &'a mut ModelConfig, task: &str) -> candle_core::Result<&'a mut GptConfig> {
+/// Like [`gpt_config`], mutable (for [`Task::configure_model`]).
+pub fn gpt_config_mut<'a>(model: &'a mut ModelConfig, task: &str) -> Result<&'a mut GptConfig> {
     match model {
         ModelConfig::Gpt(g) => Ok(g),
-        _ => candle_core::bail!("the {task} task needs model.kind = \"gpt\""),
+        _ => bail!("the {task} task needs model.kind = \"gpt\""),
     }
 }
 
 /// Fills a size the task decides (`model.<field>` left at 0), or checks that the configured
 /// value covers what the task needs (`needed`, described by `source` in the error).
-pub fn fill_at_least(field: &str, value: &mut usize, needed: usize, source: &str) -> candle_core::Result<()> {
+pub fn fill_at_least(field: &str, value: &mut usize, needed: usize, source: &str) -> Result<()> {
     if *value == 0 {
         *value = needed;
     } else if *value < needed {
-        candle_core::bail!("model.{field} {value} is smaller than {source}")
+        bail!("model.{field} {value} is smaller than {source}")
     }
     Ok(())
 }
 
 /// The GPT inside `model`, or an error saying that `task` needs one.
-pub fn gpt_of<'a>(model: &'a Model, task: &str) -> candle_core::Result<&'a Gpt> {
-    model.as_gpt().ok_or_else(|| candle_core::Error::Msg(format!("the {task} task needs a GPT model")))
+pub fn gpt_of<'a>(model: &'a Model, task: &str) -> Result<&'a Gpt> {
+    match model.as_gpt() {
+        Some(g) => Ok(g),
+        None => bail!("the {task} task needs a GPT model"),
+    }
 }
 
 /// Per-position log-probabilities of the targets: logits `(b, t, v)`, targets `(b, t)` -> `(b, t)`.

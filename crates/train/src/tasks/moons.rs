@@ -2,7 +2,7 @@
 //! `t_i = pi i / (n - 1)`; the outer moon (class 0) at `(cos t, sin t)`, the inner one (class 1)
 //! at `(1 - cos t, 1/2 - sin t)`, plus N(0, noise^2) on every coordinate.
 
-use candle_core::{Result, bail};
+use anyhow::{Result, bail};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

@@ -9,15 +9,16 @@
 //! `train_errors` (up to 20 misclassified training points `[x, y, label]`, candidates for
 //! `attnlab augment`) and the `data_mean` / `data_std` the keys were initialised around.
 
+use anyhow::{Result, bail};
 use attnlab_model::{Model, ModelConfig, PrototypeConfig, PrototypeNet, key_distances};
-use candle_core::{Device, Result, Tensor, bail};
+use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 use super::moons::{Points, two_moons};
+use super::report::{Column, Picture, TaskReport, TaskScores, Unit};
 use crate::task::{Batch, Task};
 
 fn default_noise() -> f64 {
@@ -51,7 +52,60 @@ pub struct PrototypeTaskConfig {
     pub val_per_class: usize,
 }
 
+/// Scores of a prototype run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrototypeScores {
+    /// The score function's name (`idw`, `dot`, `fc-relu`, ...).
+    pub score: String,
+    /// Number of prototypes (key/value pairs).
+    pub n_protos: usize,
+    /// Accuracy on the training points.
+    pub train_accuracy: f64,
+    /// Accuracy on the validation points.
+    pub val_accuracy: f64,
+    /// Each key's distance to its nearest training point.
+    pub key_distances: KeyDistances,
+    /// Up to 20 misclassified training points `[x, y, label]` (candidates for augmentation).
+    pub train_errors: Vec<[f64; 3]>,
+    /// Per-feature mean of the training points (around which keys were initialised).
+    pub data_mean: Vec<f64>,
+    /// Per-feature standard deviation of the training points.
+    pub data_std: Vec<f64>,
+}
+
+/// Min, median, mean and max of the key-to-data distances, and the list itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyDistances {
+    /// Smallest distance.
+    pub min: f64,
+    /// Median distance.
+    pub median: f64,
+    /// Mean distance.
+    pub mean: f64,
+    /// Largest distance.
+    pub max: f64,
+    /// Every key's distance, in key order.
+    pub per_key: Vec<f64>,
+}
+
 impl PrototypeTaskConfig {
+    /// The report: losses, accuracies, key-to-data distances, steps and wall time (throughput
+    /// means nothing for a few hundred points); pictures of keys and decision regions.
+    pub fn report(&self) -> TaskReport {
+        let task = [
+            Column::higher("val_accuracy", "val acc", Unit::Fraction, 3),
+            Column::higher("train_accuracy", "train acc", Unit::Fraction, 3),
+            Column::lower("key_distances.median", "key→data median", Unit::Distance, 3),
+            Column::lower("key_distances.max", "key→data max", Unit::Distance, 3),
+        ];
+        TaskReport::of(
+            &super::TaskConfig::Prototype(self.clone()),
+            &task,
+            false,
+            vec![Picture::PrototypeMaps],
+        )
+    }
+
     /// Rejects settings that make no sense, naming the field.
     pub fn validate(&self) -> Result<()> {
         if self.dataset != "moons" {
@@ -179,18 +233,14 @@ fn misclassified(net: &PrototypeNet, points: &Points, limit: usize) -> Result<Ve
         .collect())
 }
 
-/// Min, median, mean and max of `v` (non-empty), and the list itself.
-fn summary(v: &[f64]) -> Value {
+/// Min, median, mean and max of `v`, and the list itself; an empty list is an error.
+fn summary(v: &[f64]) -> Result<KeyDistances> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
+    let (Some(&min), Some(&max)) = (s.first(), s.last()) else { bail!("a prototype network without keys") };
     let median = if s.len() % 2 == 1 { s[s.len() / 2] } else { (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0 };
-    json!({
-        "min": s[0],
-        "median": median,
-        "mean": s.iter().sum::<f64>() / s.len() as f64,
-        "max": s[s.len() - 1],
-        "per_key": v,
-    })
+    let mean = s.iter().sum::<f64>() / s.len() as f64;
+    Ok(KeyDistances { min, median, mean, max, per_key: v.to_vec() })
 }
 
 impl Task for PrototypeTask {
@@ -233,21 +283,21 @@ impl Task for PrototypeTask {
     fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor> {
         let net = proto(model)?;
         let [x] = batch.inputs.as_slice() else { bail!("a prototype batch has one input") };
-        candle_nn::loss::cross_entropy(&net.forward(x)?, &batch.targets)
+        Ok(candle_nn::loss::cross_entropy(&net.forward(x)?, &batch.targets)?)
     }
 
-    fn scores(&self, model: &Model) -> Result<Map<String, Value>> {
+    fn scores(&self, model: &Model) -> Result<TaskScores> {
         let net = proto(model)?;
-        let mut out = Map::new();
-        out.insert("score".into(), json!(net.config().score_name()));
-        out.insert("n_protos".into(), json!(net.config().n_protos));
-        out.insert("train_accuracy".into(), json!(Self::accuracy(net, &self.train)?));
-        out.insert("val_accuracy".into(), json!(Self::accuracy(net, &self.val)?));
-        out.insert("key_distances".into(), summary(&key_distances(net.keys(), &self.train_x)?));
-        out.insert("train_errors".into(), json!(misclassified(net, &self.train, 20)?));
-        let (mean, std) = self.train.stats();
-        out.insert("data_mean".into(), json!(mean));
-        out.insert("data_std".into(), json!(std));
-        Ok(out)
+        let (data_mean, data_std) = self.train.stats();
+        Ok(TaskScores::Prototype(PrototypeScores {
+            score: net.config().score_name().to_string(),
+            n_protos: net.config().n_protos,
+            train_accuracy: Self::accuracy(net, &self.train)?,
+            val_accuracy: Self::accuracy(net, &self.val)?,
+            key_distances: summary(&key_distances(net.keys(), &self.train_x)?)?,
+            train_errors: misclassified(net, &self.train, 20)?,
+            data_mean,
+            data_std,
+        }))
     }
 }

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::report::{Column, TaskReport, TaskScores, Unit};
 use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of, weighted_accuracy};
 use crate::task::{Batch, Task};
 
@@ -37,7 +38,29 @@ pub struct RecallConfig {
     pub power_a: f64,
 }
 
+/// Scores of a recall run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallScores {
+    /// Fraction of answer positions of the validation set predicted right.
+    pub val_accuracy: f64,
+}
+
 impl RecallConfig {
+    /// The report: losses, validation accuracy, cost. The header leaves out `power_a` while it
+    /// has its default (Zoology's), which the task's documentation states.
+    pub fn report(&self) -> TaskReport {
+        let acc = Column::higher("val_accuracy", "val acc", Unit::Fraction, 3);
+        let mut report = TaskReport::of(&super::TaskConfig::Recall(self.clone()), &[acc], true, Vec::new());
+        let mut value = serde_json::to_value(super::TaskConfig::Recall(self.clone())).unwrap_or_default();
+        if self.power_a == default_power_a()
+            && let Some(m) = value.as_object_mut()
+        {
+            m.remove("power_a");
+        }
+        report.config_text = value.to_string();
+        report
+    }
+
     /// Rejects settings that make no sense, naming the field.
     pub fn validate(&self) -> Result<()> {
         let (v, t, n) = (self.vocab_size, self.seq_len, self.n_pairs);
@@ -66,6 +89,18 @@ pub struct RecallTask {
 }
 
 impl RecallTask {
+    /// Share of answer positions predicted right on the validation set (argmax of the logits).
+    fn val_accuracy(&self, model: &Model) -> Result<f64> {
+        let gpt = gpt_of(model, "recall")?;
+        let (mut hits, mut n) = (0.0, 0.0);
+        for b in &self.val {
+            let (h, c) = weighted_accuracy(&gpt.forward(&b.inputs[0])?, b)?;
+            hits += h;
+            n += c;
+        }
+        Ok(hits / n.max(1.0))
+    }
+
     /// Validates `cfg` and draws `eval_batches` validation batches of `batch_size` from `seed`.
     pub fn new(
         cfg: &RecallConfig,
@@ -79,9 +114,7 @@ impl RecallTask {
         let gap_weights = (1..=space).map(|i| (i as f64).powf(cfg.power_a - 1.0)).collect();
         let mut task = Self { cfg: cfg.clone(), gap_weights, val: Vec::new(), device: device.clone() };
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4EC4_11A5);
-        task.val = (0..eval_batches)
-            .map(|_| task.batch(&mut rng, batch_size))
-            .collect::<candle_core::Result<_>>()?;
+        task.val = (0..eval_batches).map(|_| task.batch(&mut rng, batch_size)).collect::<Result<_>>()?;
         Ok(task)
     }
 
@@ -128,7 +161,7 @@ impl RecallTask {
         out
     }
 
-    fn batch(&self, rng: &mut ChaCha8Rng, b: usize) -> candle_core::Result<Batch> {
+    fn batch(&self, rng: &mut ChaCha8Rng, b: usize) -> Result<Batch> {
         let t = self.cfg.seq_len;
         let (mut xs, mut ys, mut ws) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..b {
@@ -162,7 +195,7 @@ impl Task for RecallTask {
         "recall"
     }
 
-    fn configure_model(&self, model: &mut ModelConfig) -> candle_core::Result<()> {
+    fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
         let g = gpt_config_mut(model, "recall")?;
         let (v, t) = (self.cfg.vocab_size, self.cfg.seq_len);
         fill_at_least("vocab_size", &mut g.vocab_size, v, &format!("task.vocab_size {v}"))?;
@@ -170,12 +203,7 @@ impl Task for RecallTask {
         Ok(())
     }
 
-    fn train_batch(
-        &mut self,
-        _step: usize,
-        rng: &mut ChaCha8Rng,
-        batch_size: usize,
-    ) -> candle_core::Result<Batch> {
+    fn train_batch(&mut self, _step: usize, rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch> {
         self.batch(rng, batch_size)
     }
 
@@ -183,21 +211,18 @@ impl Task for RecallTask {
         &self.val
     }
 
-    fn loss(&self, model: &Model, batch: &Batch) -> candle_core::Result<Tensor> {
+    fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor> {
         let logits = gpt_of(model, "recall")?.forward(&batch.inputs[0])?;
-        batch_loss(&logits, batch)
+        Ok(batch_loss(&logits, batch)?)
     }
 
-    fn scores(&self, model: &Model) -> candle_core::Result<Map<String, Value>> {
-        let gpt = gpt_of(model, "recall")?;
-        let (mut hits, mut n) = (0.0, 0.0);
-        for b in &self.val {
-            let (h, c) = weighted_accuracy(&gpt.forward(&b.inputs[0])?, b)?;
-            hits += h;
-            n += c;
-        }
+    fn scores(&self, model: &Model) -> Result<TaskScores> {
+        Ok(TaskScores::Recall(RecallScores { val_accuracy: self.val_accuracy(model)? }))
+    }
+
+    fn eval_scores(&self, model: &Model) -> Result<Map<String, Value>> {
         let mut m = Map::new();
-        m.insert("val_accuracy".to_string(), Value::from(hits / n.max(1.0)));
+        m.insert("accuracy".to_string(), Value::from(self.val_accuracy(model)?));
         Ok(m)
     }
 }

@@ -12,14 +12,17 @@
 //! queries. Scores: validation MSE of the model and of Shepard p = 2 / nearest neighbour on the
 //! same validation sets, and for dim 2 the Franke F1 errors (see [`franke_scores`]).
 
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
 use attnlab_model::{Model, ModelConfig, SetRegressor};
-use candle_core::{Device, Result, Tensor, bail};
+use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 use super::franke::{Errors, FRANKE_NODES, GRID_SIDE, franke_f1, grid};
+use super::report::{Column, Picture, TaskReport, TaskScores, Unit};
 use super::shepard::{Baseline, nearest, shepard};
 use crate::task::{Batch, Task};
 
@@ -42,7 +45,50 @@ pub struct ScatteredConfig {
     pub val_functions: usize,
 }
 
+/// Scores of a scattered-data run: validation MSE of the model and of two classical
+/// interpolants on the same problems, and (dim 2) the Franke F1 errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScatteredScores {
+    /// Mean squared error of the model at the validation queries.
+    pub val_mse: f64,
+    /// The same for Shepard's interpolant with p = 2.
+    pub val_shepard_p2_mse: f64,
+    /// The same for the nearest neighbour.
+    pub val_nearest_mse: f64,
+    /// Franke F1 errors (dim 2 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub franke: Option<FrankeScores>,
+}
+
+/// Errors interpolating Franke's F1 on the 33 x 33 grid from its 100 nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrankeScores {
+    /// The model's errors (absent for baselines alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Errors>,
+    /// The classical baselines by name (`shepard_p1`..`shepard_p4`, `nearest`).
+    #[serde(flatten)]
+    pub baselines: BTreeMap<String, Errors>,
+}
+
 impl ScatteredConfig {
+    /// The report: losses, MSE beside Shepard's, Franke errors, cost; Franke error maps.
+    pub fn report(&self) -> TaskReport {
+        let task = [
+            Column::lower("val_mse", "val mse", Unit::SquaredError, 4),
+            Column::lower("val_shepard_p2_mse", "Shepard p2 val mse", Unit::SquaredError, 4),
+            Column::lower("franke.model.max_abs", "Franke max", Unit::AbsoluteError, 4),
+            Column::lower("franke.model.mean_abs", "Franke mean", Unit::AbsoluteError, 4),
+            Column::lower("franke.model.rms", "Franke rms", Unit::AbsoluteError, 4),
+        ];
+        TaskReport::of(
+            &super::TaskConfig::Scattered(self.clone()),
+            &task,
+            true,
+            vec![Picture::FrankeErrorMaps],
+        )
+    }
+
     /// Rejects a config that does not make sense, naming the field.
     pub fn validate(&self) -> Result<()> {
         if !(1..=2).contains(&self.dim) {
@@ -236,42 +282,44 @@ impl Task for ScatteredTask {
     fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor> {
         let net = regressor(model)?;
         let [ctx, qry] = batch.inputs.as_slice() else { bail!("a scattered batch has two inputs") };
-        (net.forward(ctx, qry)? - &batch.targets)?.sqr()?.mean_all()
+        Ok((net.forward(ctx, qry)? - &batch.targets)?.sqr()?.mean_all()?)
     }
 
-    fn scores(&self, model: &Model) -> Result<Map<String, Value>> {
-        let mut out = Map::new();
+    fn scores(&self, model: &Model) -> Result<TaskScores> {
         let (mut se, mut n) = (0.0, 0usize);
         for b in &self.val {
             let l = self.loss(model, b)?.to_scalar::<f32>()? as f64;
             let k = b.targets.elem_count();
             (se, n) = (se + l * k as f64, n + k);
         }
-        out.insert("val_mse".into(), json!(se / n as f64));
-        out.insert("val_shepard_p2_mse".into(), json!(self.baseline_val_mse(Baseline::Shepard(2))?));
-        out.insert("val_nearest_mse".into(), json!(self.baseline_val_mse(Baseline::Nearest)?));
-        if self.cfg.dim == 2 {
-            out.insert("franke".into(), franke_scores(Some(regressor(model)?))?);
-        }
-        Ok(out)
+        let franke = match self.cfg.dim {
+            2 => Some(franke_scores(Some(regressor(model)?))?),
+            _ => None,
+        };
+        Ok(TaskScores::Scattered(ScatteredScores {
+            val_mse: se / n as f64,
+            val_shepard_p2_mse: self.baseline_val_mse(Baseline::Shepard(2))?,
+            val_nearest_mse: self.baseline_val_mse(Baseline::Nearest)?,
+            franke,
+        }))
     }
 }
 
-/// Franke F1 errors on the 33 x 33 grid from its 100 nodes: `{"model": {max_abs, mean_abs,
-/// rms}, "shepard_p1".."shepard_p4", "nearest"}` (`model` only when a model is given).
-pub fn franke_scores(model: Option<&SetRegressor>) -> Result<Value> {
+/// Franke F1 errors on the 33 x 33 grid from its 100 nodes, of the model (when given) and of
+/// the classical baselines (`shepard_p1`..`shepard_p4`, `nearest`).
+pub fn franke_scores(model: Option<&SetRegressor>) -> Result<FrankeScores> {
     let values: Vec<f64> = FRANKE_NODES.iter().map(|[x, y]| franke_f1(*x, *y)).collect();
     let pts = grid(GRID_SIDE);
     let truth: Vec<f64> = pts.iter().map(|[x, y]| franke_f1(*x, *y)).collect();
-    let mut out = Map::new();
-    if let Some(net) = model {
-        let pred = predict(net, &FRANKE_NODES, &values, &pts)?;
-        out.insert("model".into(), json!(Errors::of(&pred, &truth)?));
-    }
+    let model = match model {
+        Some(net) => Some(Errors::of(&predict(net, &FRANKE_NODES, &values, &pts)?, &truth)?),
+        None => None,
+    };
+    let mut baselines = BTreeMap::new();
     for b in Baseline::ALL {
-        out.insert(b.name(), json!(Errors::of(&b.predict(&FRANKE_NODES, &values, &pts)?, &truth)?));
+        baselines.insert(b.name(), Errors::of(&b.predict(&FRANKE_NODES, &values, &pts)?, &truth)?);
     }
-    Ok(Value::Object(out))
+    Ok(FrankeScores { model, baselines })
 }
 
 /// The model's interpolant of `(nodes, values)` at `xs` (queries in chunks; they are independent).

@@ -1,7 +1,7 @@
 //! Classical scattered-data interpolators, the baselines of the `scattered` task:
 //! Shepard's (1968) global inverse distance weighting and nearest neighbour.
 
-use candle_core::{Result, bail};
+use anyhow::{Result, bail};
 
 /// Squared Euclidean distance of two points of equal length.
 fn sq_dist(a: &[f64], b: &[f64]) -> f64 {

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::report::{Column, Source, TaskReport, TaskScores, Unit, nats_to_bits};
 use super::tokenizer::{TextTokenizer, check_bpe_vocab};
 use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of};
 use crate::task::{Batch, Task};
@@ -49,7 +50,68 @@ pub struct TextConfig {
     pub val_fraction: f64,
 }
 
+/// What `task.tokenizer` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// `char`: one token per character of the corpus.
+    Char,
+    /// `bpe`: byte-level BPE trained on the corpus.
+    Bpe,
+    /// `hub:owner/repo[@rev]`: a `tokenizer.json` on the Hub.
+    Hub,
+    /// Anything else: a path to a `tokenizer.json`.
+    File,
+}
+
+impl TokenizerKind {
+    /// The kind of a `task.tokenizer` value.
+    pub fn of(tokenizer: &str) -> Self {
+        match tokenizer {
+            "char" => Self::Char,
+            "bpe" => Self::Bpe,
+            t if t.starts_with("hub:") => Self::Hub,
+            _ => Self::File,
+        }
+    }
+}
+
+/// Scores of a text run: validation cross-entropy in bits per character (character-level
+/// tokenizer) or per token (any other), and the vocabulary size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextScores {
+    /// Bits per character, for a character-level tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_bpc: Option<f64>,
+    /// Bits per token, for any other tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_bits_per_token: Option<f64>,
+    /// Token ids of the tokenizer.
+    pub vocab_size: usize,
+}
+
 impl TextConfig {
+    /// Whether the tokenizer is character-level (a token is a character), from its kind.
+    pub fn char_level(&self) -> bool {
+        TokenizerKind::of(&self.tokenizer) == TokenizerKind::Char
+    }
+
+    /// The report: losses, bits per character (or token), cost.
+    pub fn report(&self) -> TaskReport {
+        let (header, unit) = match self.char_level() {
+            true => ("bits/char", Unit::BitsPerChar),
+            false => ("bits/token", Unit::BitsPerToken),
+        };
+        let bits = Column {
+            key: "bits_per_token",
+            header,
+            unit,
+            higher_is_better: false,
+            digits: 3,
+            source: Source::BitsFromNats("final_val_loss"),
+        };
+        TaskReport::of(&super::TaskConfig::Text(self.clone()), &[bits], true, Vec::new())
+    }
+
     /// Rejects settings that make no sense, naming the field.
     pub fn validate(&self) -> Result<()> {
         if self.corpus.trim().is_empty() {
@@ -114,7 +176,7 @@ impl TextTask {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7A1D_BA7C);
         let val = (0..eval_batches)
             .map(|_| windows(val, block_size, batch_size, &mut rng, device))
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         let corpus_sha256 = sha256_hex(text.as_bytes());
         Ok(Self { tokenizer, corpus_sha256, train: train.to_vec(), block_size, val, device: device.clone() })
     }
@@ -139,9 +201,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 fn corpus_path(cfg: &TextConfig, hub: &HubOptions) -> Result<PathBuf> {
     match HubRef::parse(&cfg.corpus) {
         Some(r) => {
-            let r = r.map_err(|e| anyhow::anyhow!("task.corpus: {e}"))?;
+            let r = r.context("task.corpus")?;
             let file = cfg.corpus_file.as_deref().context("task.corpus_file must be set for a hub corpus")?;
-            fetch(&r, file, hub).map_err(|e| anyhow::anyhow!("task.corpus: {e}"))
+            fetch(&r, file, hub).context("task.corpus")
         }
         None => Ok(PathBuf::from(&cfg.corpus)),
     }
@@ -167,26 +229,23 @@ pub fn read_corpus(path: &Path) -> Result<String> {
 }
 
 fn build_tokenizer(cfg: &TextConfig, text: &str, corpus: &Path, hub: &HubOptions) -> Result<TextTokenizer> {
-    match cfg.tokenizer.as_str() {
-        "char" => TextTokenizer::char_level(text),
-        "bpe" => TextTokenizer::train_bpe_on(text, cfg.bpe_vocab_size)
+    let name = cfg.tokenizer.as_str();
+    match TokenizerKind::of(name) {
+        TokenizerKind::Char => TextTokenizer::char_level(text),
+        // The text as read (byte-order mark dropped), not the file: a BOM is not text.
+        TokenizerKind::Bpe => TextTokenizer::train_bpe_on(text, cfg.bpe_vocab_size)
             .with_context(|| format!("training BPE on {}", corpus.display())),
-        other => match HubRef::parse(other) {
-            Some(r) => TextTokenizer::from_hub(&r.map_err(|e| anyhow::anyhow!("task.tokenizer: {e}"))?, hub),
-            None => TextTokenizer::from_file(Path::new(other)),
+        TokenizerKind::Hub => match HubRef::parse(name) {
+            Some(r) => TextTokenizer::from_hub(&r?, hub),
+            None => bail!("`{name}` is not a hub reference"),
         },
+        TokenizerKind::File => TextTokenizer::from_file(Path::new(name)),
     }
     .context("task.tokenizer")
 }
 
 /// `batch_size` random windows of `tokens`: inputs `(b, t)` and next-token targets `(b, t)`.
-fn windows(
-    tokens: &[u32],
-    t: usize,
-    b: usize,
-    rng: &mut ChaCha8Rng,
-    device: &Device,
-) -> candle_core::Result<Batch> {
+fn windows(tokens: &[u32], t: usize, b: usize, rng: &mut ChaCha8Rng, device: &Device) -> Result<Batch> {
     let mut x = Vec::with_capacity(b * t);
     let mut y = Vec::with_capacity(b * t);
     for _ in 0..b {
@@ -207,19 +266,14 @@ impl Task for TextTask {
         "text"
     }
 
-    fn configure_model(&self, model: &mut ModelConfig) -> candle_core::Result<()> {
+    fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
         let g = gpt_config_mut(model, "text")?;
         let v = self.tokenizer.vocab_size();
         fill_at_least("vocab_size", &mut g.vocab_size, v, &format!("the tokenizer's {v} tokens"))?;
         Ok(())
     }
 
-    fn train_batch(
-        &mut self,
-        _step: usize,
-        rng: &mut ChaCha8Rng,
-        batch_size: usize,
-    ) -> candle_core::Result<Batch> {
+    fn train_batch(&mut self, _step: usize, rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch> {
         windows(&self.train, self.block_size, batch_size, rng, &self.device)
     }
 
@@ -227,22 +281,23 @@ impl Task for TextTask {
         &self.val
     }
 
-    fn loss(&self, model: &Model, batch: &Batch) -> candle_core::Result<Tensor> {
+    fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor> {
         let logits = gpt_of(model, "text")?.forward(&batch.inputs[0])?;
-        batch_loss(&logits, batch)
+        Ok(batch_loss(&logits, batch)?)
     }
 
-    fn scores(&self, model: &Model) -> candle_core::Result<Map<String, Value>> {
+    fn scores(&self, model: &Model) -> Result<TaskScores> {
         let mut total = 0.0;
         for b in &self.val {
             total += self.loss(model, b)?.to_scalar::<f32>()? as f64;
         }
-        let nats = total / self.val.len().max(1) as f64;
-        let mut m = Map::new();
-        let key = if self.tokenizer.is_char_level() { "val_bpc" } else { "val_bits_per_token" };
-        m.insert(key.to_string(), Value::from(nats / std::f64::consts::LN_2));
-        m.insert("vocab_size".to_string(), Value::from(self.tokenizer.vocab_size()));
-        Ok(m)
+        let bits = nats_to_bits(total / self.val.len().max(1) as f64);
+        let char_level = self.tokenizer.is_char_level();
+        Ok(TaskScores::Text(TextScores {
+            val_bpc: char_level.then_some(bits),
+            val_bits_per_token: (!char_level).then_some(bits),
+            vocab_size: self.tokenizer.vocab_size(),
+        }))
     }
 
     fn inputs(&self) -> Map<String, Value> {
@@ -254,8 +309,8 @@ impl Task for TextTask {
         m
     }
 
-    fn checkpoint_files(&self) -> candle_core::Result<Vec<(String, Vec<u8>)>> {
-        let json = self.tokenizer.to_json().map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+    fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let json = self.tokenizer.to_json()?;
         Ok(vec![(attnlab_model::checkpoint::TOKENIZER_FILE.to_string(), json.into_bytes())])
     }
 }

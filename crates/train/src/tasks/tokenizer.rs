@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Error, Result, anyhow, bail};
 use attnlab_model::hub::{HubOptions, HubRef, fetch};
 use tokenizers::Tokenizer;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -74,8 +74,9 @@ impl TextTokenizer {
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build();
         let mut trainer = TrainerWrapper::BpeTrainer(trainer);
-        tokenizer.train(&mut trainer, text.split_inclusive('\n')).map_err(|e| anyhow!("{e}"))?;
-        let json = tokenizer.to_string(true).map_err(|e| anyhow!("serialising the tokenizer: {e}"))?;
+        tokenizer.train(&mut trainer, text.split_inclusive('\n')).map_err(Error::from_boxed)?;
+        let json =
+            tokenizer.to_string(true).map_err(Error::from_boxed).context("serialising the tokenizer")?;
         Self::from_json(&json)
     }
 
@@ -87,7 +88,7 @@ impl TextTokenizer {
 
     /// Loads `tokenizer.json` from a Hub repository (`hub:owner/repo[@rev]`).
     pub fn from_hub(reference: &HubRef, opts: &HubOptions) -> Result<Self> {
-        let path = fetch(reference, "tokenizer.json", opts).map_err(|e| anyhow!("{e}"))?;
+        let path = fetch(reference, "tokenizer.json", opts)?;
         Self::from_file(&path)
     }
 
@@ -98,7 +99,7 @@ impl TextTokenizer {
             .map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
         let parsed = std::panic::catch_unwind(|| json.parse::<Tokenizer>());
         let inner = match parsed {
-            Ok(result) => result.map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?,
+            Ok(result) => result.map_err(Error::from_boxed).context("invalid tokenizer.json")?,
             Err(_) => bail!("invalid tokenizer.json: the tokenizers library could not read its structure"),
         };
         let chars = char_vocab(&inner);
@@ -145,7 +146,7 @@ impl TextTokenizer {
         }
         let mut ids = Vec::with_capacity(text.len() / 3);
         for chunk in chunks(text, 1 << 16) {
-            let enc = self.inner.encode(chunk, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
+            let enc = self.inner.encode(chunk, false).map_err(Error::from_boxed).context("tokenizing")?;
             ids.extend(enc.get_ids().iter().map(|&id| self.user_id(id)));
         }
         Ok(ids)
@@ -161,7 +162,7 @@ impl TextTokenizer {
                 bail!("token id {user} is not in the tokenizer's vocabulary")
             }
         }
-        self.inner.decode(&inner, false).map_err(|e| anyhow!("decoding: {e}"))
+        self.inner.decode(&inner, false).map_err(Error::from_boxed).context("decoding")
     }
 
     /// The `tokenizer.json` text (the file's own text for a loaded tokenizer, so its ids stay).

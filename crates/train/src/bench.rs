@@ -1,5 +1,7 @@
-//! One metric's benchmark, run inside its own process: trains the GPT for a few steps and times
-//! forward, backward and optimizer separately.
+//! The training benchmark (`attnlab bench`): trains the reference GPT with one attention metric
+//! for a few steps on random tokens and times forward, backward and optimizer separately. The
+//! CLI runs each metric in a process of its own (so peak memory is per metric) and prints the
+//! table; this module is the measurement.
 
 use std::time::Instant;
 
@@ -10,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use attnlab_train::optim::{AdamW, AdamWParams, clip_grads, grad_norm};
+use crate::optim::{AdamW, AdamWParams, clip_grads, grad_norm};
 
 /// What the benchmark trains.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +111,8 @@ fn batch(rng: &mut ChaCha8Rng, s: &Shape, device: &Device) -> Result<(Tensor, Te
     Ok((all.narrow(1, 0, t)?.contiguous()?, all.narrow(1, 1, t)?.contiguous()?))
 }
 
-/// Trains `metric` for `warmup + steps` steps and reports medians over the timed steps.
+/// Trains `metric` for `warmup + steps` steps and reports medians over the timed steps
+/// (fused kernels as set by `attnlab_model::fused::set_enabled`).
 pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult> {
     let cfg = ModelConfig::Gpt(model_config(metric, s.block_size));
     let (model, params) = Model::init(&cfg, 1337, device)?;
@@ -167,7 +170,7 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
         bwd_ms: median(bwd),
         opt_ms: median(optm),
         peak_rss_mib: peak_rss_mib()?,
-        threads: crate::runtime::current(),
+        threads: candle_core::utils::get_num_threads(),
         loss_first,
         loss_last,
     })

@@ -3,9 +3,9 @@
 //! and y, and the backward recomputes each head's weights (flash-attention's trade of a little
 //! arithmetic for memory and memory traffic).
 //!
-//! Per head: `S = Q K^T`, `W = rows(S)` (the metric kernel of [`super::attn`], including the
+//! Per head: `S = Q K^T`, `W = rows(S)` (the row kernels of [`super::rows`], including the
 //! squared norms for distance metrics), `Y = W V`. Backward with `dY`: `dW = dY V^T`,
-//! `G = dS/d(qk)` from [`super::attn::backward_row`], `dQ = G K`, `dK = G^T Q`, `dV = W^T dY`,
+//! `G = dS/d(qk)` from [`super::rows::backward_row`], `dQ = G K`, `dK = G^T Q`, `dV = W^T dY`,
 //! plus for distance metrics the norm terms `dQ_i -= (sum_j G_ij) q_i`,
 //! `dK_j -= (sum_i G_ij) k_j` (since `d|q|^2/dq = 2q` and `d(d2)/d(qk) = -2`).
 
@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::attn::{MetricFn, ParamUse, Row, RowMask, backward_row, forward_row, head_param};
 use super::mm::{View, matmul};
-use super::{Kernel, SharedMut, cpu_f32, enabled, lanes, par_units, part, slice, to_vec, with_scratch};
-use crate::metric::MetricKind;
+use super::rowmask::RowMask;
+use super::rows::{MetricFn, ParamUse, Row, backward_row, forward_row, head_param};
+use super::{SharedMut, cpu_f32, lanes, par_units, part, slice, to_vec, with_scratch};
+use crate::metric::table::{Metric, with_metric};
 
 thread_local! {
     /// Per-thread tiles: `S`, `W`, `dW`, `G` of one head.
@@ -31,8 +32,8 @@ fn with_tiles<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// `softmax(score(q, k) + mask) v` `(b, h, tq, dv)` for `q` `(b, h, tq, d)`, `k` `(b, h, tk, d)`,
 /// `v` `(b, h, tk, dv)`; `param` `(h,)` is the cosine temperature (q and k then already have unit
-/// rows) or the learned `idw` power. `None` when the kernel does not apply (switched off, not
-/// CPU `f32`, or a mask with values other than 0 and `-inf`).
+/// rows) or the learned `idw` power. `None` when the kernel does not apply (not CPU `f32`, or a
+/// mask with values other than 0 and `-inf`).
 pub fn attention(
     f: MetricFn,
     q: &Tensor,
@@ -41,7 +42,7 @@ pub fn attention(
     param: Option<&Tensor>,
     mask: Option<&Tensor>,
 ) -> Result<Option<Tensor>> {
-    if !enabled(Kernel::Flash) || !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
+    if !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
         return Ok(None);
     }
     let (b, h, tq, d) = q.dims4()?;
@@ -92,11 +93,7 @@ impl Attend {
 
     /// `p / 2` (distance metrics) or tau (cosine) of head `hd`.
     pub(super) fn param(&self, param: &[f32], hd: usize) -> f32 {
-        match self.use_param {
-            ParamUse::None => self.f.power * 0.5,
-            ParamUse::Temperature => param[hd],
-            ParamUse::Power => param[hd] * 0.5,
-        }
+        self.use_param.value(&self.f, param, hd)
     }
 
     pub(super) fn blocks(&self, tq: usize, tk: usize) -> Vec<Block> {
@@ -222,7 +219,9 @@ impl CustomOp3 for Attend {
         let g_v = packed.narrow(0, n_qk, n_v)?.reshape((b, h, tk, dv))?;
         let g_param = match self.use_param {
             ParamUse::None => None,
-            _ => Some(packed.narrow(0, n_qk + n_v, b * h)?.reshape((b, h))?.sum(0)?),
+            ParamUse::Temperature | ParamUse::Power => {
+                Some(packed.narrow(0, n_qk + n_v, b * h)?.reshape((b, h))?.sum(0)?)
+            }
         };
         Ok((Some(g_qk), Some(g_v), g_param))
     }
@@ -297,9 +296,8 @@ impl AttendBwd {
         let (gq, gk) = g_qk.split_at_mut(tq * d);
         let mut col = vec![0f32; tk];
         let rmax = block_rows(tq).min(tq);
-        let learned = fwd.use_param == ParamUse::Power;
-        // rbf keeps its scores exp(-u / 2) for the backward instead of recomputing them.
-        let keep_scores = fwd.f.kind == MetricKind::Rbf;
+        // Metrics whose scores cost more to recompute than to keep (rbf) keep them.
+        let keep_scores = with_metric!(fwd.f.kind, M => M::KEEP_SCORES);
         with_tiles(5 * rmax * tk, |tiles| {
             let (s, rest) = tiles.split_at_mut(rmax * tk);
             let (w, rest) = rest.split_at_mut(rmax * tk);
@@ -321,21 +319,8 @@ impl AttendBwd {
                 let (gy_b, v_b, k_b, q_b) =
                     (&gy[i0 * dv..i1 * dv], &v[..kn * dv], &k[..kn * d], &q[i0 * d..i1 * d]);
                 matmul(dw, View::rm(gy_b, rb, dv), View::rm(v_b, kn, dv).t(), false)?;
-                for (li, i) in (i0..i1).enumerate() {
-                    let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
-                    let n = fwd.rows.row(i, tk).0.min(kn);
-                    let span = li * kn..(li + 1) * kn;
-                    gp += backward_row(
-                        &fwd.f,
-                        row,
-                        &s[span.clone()],
-                        &w[span.clone()],
-                        &dw[span.clone()],
-                        n,
-                        &mut gs[span.clone()],
-                        keep_scores.then(|| &e[span]),
-                    );
-                }
+                let kept = keep_scores.then_some(&*e);
+                self.block_grads(blk, (&norms, tq, tk), p, (s, w, dw), gs, kept, &mut gp);
                 matmul(&mut g_v[..kn * dv], View::rm(w, rb, kn).t(), View::rm(gy_b, rb, dv), true)?;
                 matmul(&mut gq[i0 * d..i1 * d], View::rm(gs, rb, kn), View::rm(k_b, kn, d), false)?;
                 matmul(&mut gk[..kn * d], View::rm(gs, rb, kn).t(), View::rm(q_b, rb, d), true)?;
@@ -344,14 +329,54 @@ impl AttendBwd {
                 }
             }
             if fwd.f.kind.is_distance() {
-                for (j, &c) in col.iter().enumerate() {
-                    for (o, &x) in gk[j * d..(j + 1) * d].iter_mut().zip(&k[j * d..(j + 1) * d]) {
-                        *o -= c * x;
-                    }
-                }
+                col_norm_terms(&col, k, gk, d);
             }
             Ok(gp)
         })
+    }
+
+    /// `G = dS/d(qk)` of one block's rows (into `gs`) from its `S`, `W`, `dW` and, for metrics
+    /// that keep them, its scores; adds the rows' gradients of the per-head parameter to `gp`
+    /// (row by row, in order).
+    #[allow(clippy::too_many_arguments)]
+    fn block_grads(
+        &self,
+        blk: &Block,
+        (norms, tq, tk): (&[f32], usize, usize),
+        p: f32,
+        (s, w, dw): (&[f32], &[f32], &[f32]),
+        gs: &mut [f32],
+        kept: Option<&[f32]>,
+        gp: &mut f32,
+    ) {
+        let fwd = &self.fwd;
+        let learned = fwd.use_param == ParamUse::Power;
+        let kn = blk.kn;
+        for (li, i) in (blk.i0..blk.i1).enumerate() {
+            let row = Row { qn: norms[i], kn: &norms[tq..], param: p, learned };
+            let n = fwd.rows.row(i, tk).0.min(kn);
+            let span = li * kn..(li + 1) * kn;
+            let e = kept.map(|e| &e[span.clone()]);
+            *gp += backward_row(
+                &fwd.f,
+                row,
+                &s[span.clone()],
+                &w[span.clone()],
+                &dw[span.clone()],
+                n,
+                &mut gs[span],
+                e,
+            );
+        }
+    }
+}
+
+/// Squared-norm terms of the keys once all blocks are done: `gk_j -= col_j k_j`.
+fn col_norm_terms(col: &[f32], k: &[f32], gk: &mut [f32], d: usize) {
+    for (j, &c) in col.iter().enumerate() {
+        for (o, &x) in gk[j * d..(j + 1) * d].iter_mut().zip(&k[j * d..(j + 1) * d]) {
+            *o -= c * x;
+        }
     }
 }
 

@@ -1,0 +1,58 @@
+//! The end of a sweep: the eval crate's report of the finished runs, the runs that did not
+//! finish beside it, and a non-zero exit naming the failures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use attnlab_eval::unfinished::{self, Unfinished};
+use attnlab_train::sweep::{self, Failure, Outcome, PlannedRun, RunState};
+
+/// Writes `out/report/` over the planned runs that finished; the others are listed in the
+/// report as failed (why, at which step) or not finished. Errors (non-zero exit) when any run
+/// failed or did not finish, naming them.
+pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
+    let mut finished: Vec<PathBuf> = Vec::new();
+    let mut missing: Vec<Unfinished> = Vec::new();
+    for run in runs {
+        let dir = run.dir(out);
+        match RunState::of(&dir) {
+            RunState::Finished => finished.push(dir),
+            RunState::Failed => missing.push(Unfinished::Failed(
+                Failure::read(&dir).unwrap_or_else(|| failure_unreadable(&run.name)),
+            )),
+            state => {
+                missing.push(Unfinished::NotFinished { name: run.name.clone(), state: state.name().into() })
+            }
+        }
+    }
+    let report_dir = sweep::report_dir(out);
+    if !finished.is_empty() {
+        attnlab_eval::write_report(&finished, &report_dir)?;
+    }
+    unfinished::write(&report_dir, &missing, finished.is_empty())?;
+    println!("report of {} finished run(s): {}", finished.len(), report_dir.join("report.md").display());
+    if !missing.is_empty() {
+        let lines: Vec<String> = missing.iter().map(Unfinished::line).collect();
+        bail!("{} of {} planned runs did not finish:\n  {}", missing.len(), runs.len(), lines.join("\n  "))
+    }
+    Ok(())
+}
+
+fn failure_unreadable(name: &str) -> Failure {
+    Failure { name: name.to_string(), step: 0, diverged: false, error: "failure.json is unreadable".into() }
+}
+
+/// After a shard: a non-zero exit naming the runs that failed.
+pub fn fail_on_failures(outcomes: &[(String, Outcome)]) -> Result<()> {
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Outcome::Failed { failure } => Some(failure.line()),
+            _ => None,
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!("{} run(s) failed:\n  {}", failed.len(), failed.join("\n  "))
+    }
+    Ok(())
+}

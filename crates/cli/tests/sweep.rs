@@ -1,0 +1,219 @@
+//! `attnlab sweep` through the binary, on tiny runs (1 layer, width 16, 10 steps): `--jobs`
+//! gives the same results as one job, a failed run is recorded while the others finish, shards
+//! merge with `--report-only`, a killed job's claim is taken over, names stay file-system safe.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_attnlab"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Writes `tiny.toml` (10 steps) and `sweep.toml` with `grid` into `dir`; returns the sweep file.
+fn tiny_sweep(dir: &Path, grid: &str) -> PathBuf {
+    let corpus = repo().join("data/smoke.txt");
+    let tiny = format!(
+        "name = \"tiny\"\nseed = 1\n[model]\nkind = \"gpt\"\nmetric = \"dot\"\nblock_size = 16\nn_layer = 1\nn_head = 2\nn_embd = 16\n\
+         [task]\nkind = \"text\"\ncorpus = \"{}\"\ntokenizer = \"char\"\n\
+         [train]\nsteps = 10\nbatch_size = 4\nlr = 3e-3\nwarmup_steps = 2\neval_interval = 5\neval_batches = 1\nckpt_interval = 5\nlog_interval = 5\n",
+        corpus.display()
+    );
+    fs::write(dir.join("tiny.toml"), tiny).expect("write tiny.toml");
+    let sweep = dir.join("sweep.toml");
+    fs::write(&sweep, format!("[[base]]\nconfig = \"tiny.toml\"\n{grid}\n")).expect("write sweep.toml");
+    sweep
+}
+
+fn sweep_cmd(sweep: &Path, out: &Path, extra: &[&str]) -> Output {
+    bin().arg("sweep").arg(sweep).arg("--out").arg(out).args(extra).output().expect("run attnlab")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("JSON")
+}
+
+fn run_names(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(out.join("runs"))
+        .expect("runs dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn jobs_give_the_same_losses_and_weights_as_one_job() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(tmp.path(), "[grid]\n\"model.metric\" = [\"dot\", \"idw\"]\nseed = [1, 2]");
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    ok(&sweep_cmd(&sweep, &one, &["--jobs", "1"]));
+    let stdout = ok(&sweep_cmd(&sweep, &two, &["--jobs", "2"]));
+    assert!(stdout.contains("2 job(s)") && stdout.contains("MiB (sum of the jobs)"), "{stdout}");
+    let names = run_names(&one);
+    assert_eq!(names.len(), 4);
+    assert_eq!(names, run_names(&two));
+    for name in &names {
+        let (a, b) = (one.join("runs").join(name), two.join("runs").join(name));
+        let (sa, sb) = (json(&a.join("summary.json")), json(&b.join("summary.json")));
+        assert_eq!(sa["steps"], 10);
+        for key in ["final_train_loss", "final_val_loss", "best_val_loss"] {
+            assert_eq!(sa[key], sb[key], "{name}: {key}");
+        }
+        for ckpt in ["last", "best"] {
+            let wa = fs::read(a.join(ckpt).join("model.safetensors")).expect("weights");
+            let wb = fs::read(b.join(ckpt).join("model.safetensors")).expect("weights");
+            assert!(wa == wb, "{name}/{ckpt}: weights differ between --jobs 1 and --jobs 2");
+        }
+    }
+    assert_eq!(json(&two.join("report/report.json"))["n_runs"], 4);
+}
+
+#[test]
+fn a_diverging_run_is_recorded_and_the_others_finish() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(
+        tmp.path(),
+        "set = { \"train.warmup_steps\" = 0, \"train.min_lr\" = 0.0 }\n[grid]\n\"train.lr\" = [3e-3, 1e8, 1e-3]",
+    );
+    let out = tmp.path().join("sw");
+    for attempt in 0..2 {
+        let res = sweep_cmd(&sweep, &out, &["--jobs", "2"]);
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success(), "attempt {attempt}: a failed run must make the sweep fail");
+        assert!(stderr.contains("tiny_lr-100000000_0") && stderr.contains("diverged at step"), "{stderr}");
+        let failure = json(&out.join("runs/tiny_lr-100000000_0/failure.json"));
+        assert_eq!(failure["diverged"], true, "{failure}");
+        assert!(failure["step"].as_u64().expect("step") < 10, "{failure}");
+        for ok_run in ["tiny_lr-0_003", "tiny_lr-0_001"] {
+            assert_eq!(json(&out.join("runs").join(ok_run).join("summary.json"))["steps"], 10, "{ok_run}");
+        }
+        let md = fs::read_to_string(out.join("report/report.md")).expect("report.md");
+        assert!(
+            md.contains("## Runs that did not finish") && md.contains("| tiny_lr-100000000_0 | diverged |"),
+            "{md}"
+        );
+        let report = json(&out.join("report/report.json"));
+        assert_eq!(report["n_runs"], 2);
+        assert_eq!(report["unfinished"][0]["state"], "diverged");
+    }
+}
+
+#[test]
+fn shards_train_each_run_once_and_report_only_merges_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(tmp.path(), "[grid]\n\"model.metric\" = [\"dot\", \"idw\"]\nseed = [1, 2, 3]");
+    let out = tmp.path().join("sw");
+    let all = ok(&sweep_cmd(&sweep, &out, &["--dry-run"]));
+    let mut listed: Vec<&str> = Vec::new();
+    let shard1 = ok(&sweep_cmd(&sweep, &out, &["--dry-run", "--shard", "1/2"]));
+    let shard2 = ok(&sweep_cmd(&sweep, &out, &["--dry-run", "--shard", "2/2"]));
+    listed.extend(shard1.lines().chain(shard2.lines()));
+    listed.sort();
+    let mut expected: Vec<&str> = all.lines().collect();
+    expected.sort();
+    assert_eq!(listed, expected, "every run in exactly one shard");
+    ok(&sweep_cmd(&sweep, &out, &["--shard", "1/2"]));
+    assert!(!out.join("report").exists(), "a shard writes no report");
+    let plan = ok(&sweep_cmd(&sweep, &out, &["--plan", "--shard", "2/2"]));
+    let pending = plan.lines().filter(|l| l.starts_with("pending ")).count();
+    assert_eq!(pending, shard2.lines().count(), "{plan}");
+    ok(&sweep_cmd(&sweep, &out, &["--shard", "2/2"]));
+    ok(&sweep_cmd(&sweep, &out, &["--report-only"]));
+    assert_eq!(json(&out.join("report/report.json"))["n_runs"], 6);
+    let plan = ok(&sweep_cmd(&sweep, &out, &["--plan"]));
+    assert!(plan.contains("6 planned: 6 finished"), "{plan}");
+}
+
+#[test]
+fn a_killed_jobs_claim_is_taken_over_and_the_run_resumed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(
+        tmp.path(),
+        "set = { \"train.steps\" = 400, \"train.ckpt_interval\" = 10, \"train.eval_interval\" = 200 }",
+    );
+    let out = tmp.path().join("sw");
+    let run = out.join("runs/tiny");
+    let mut parent = bin()
+        .arg("sweep")
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while !run.join("last/model.safetensors").is_file() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint after 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let plan = ok(&sweep_cmd(&sweep, &out, &["--plan"]));
+    assert!(plan.starts_with("running(locked)"), "{plan}");
+    let holder = fs::read_to_string(run.join(".lock")).expect("lock file");
+    let pid: u32 = holder.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("pid in lock file");
+    for p in [pid, parent.id()] {
+        let status = Command::new("kill").args(["-9", &p.to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+    let _ = parent.wait();
+    std::thread::sleep(Duration::from_millis(100));
+    let plan = ok(&sweep_cmd(&sweep, &out, &["--plan"]));
+    assert!(plan.starts_with("pending(resumable)"), "{plan}");
+    let stdout = ok(&sweep_cmd(&sweep, &out, &[]));
+    assert!(stdout.contains("1 resumed"), "{stdout}");
+    assert_eq!(json(&run.join("summary.json"))["steps"], 400);
+    let log = fs::read_to_string(out.join("logs/tiny.log")).expect("job log");
+    assert!(log.contains("taking over the stale claim of pid"), "{log}");
+}
+
+#[test]
+fn long_and_colliding_names_are_made_safe_before_training() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let deep = tmp.path().join("x".repeat(110)).join("y".repeat(110)).join("z".repeat(30));
+    fs::create_dir_all(&deep).expect("mkdir");
+    let long = deep.join("corpus.txt");
+    fs::copy(repo().join("data/smoke.txt"), &long).expect("copy corpus");
+    let short = tmp.path().join("small.txt");
+    fs::copy(repo().join("data/smoke.txt"), &short).expect("copy corpus");
+    let grid = format!("[grid]\n\"task.corpus\" = [\"{}\", \"{}\"]", short.display(), long.display());
+    let sweep = tiny_sweep(tmp.path(), &grid);
+    let out = tmp.path().join("sw");
+    let listing = ok(&sweep_cmd(&sweep, &out, &["--dry-run"]));
+    let names: Vec<String> = listing
+        .lines()
+        .map(|l| Path::new(l).file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.iter().all(|n| n.len() <= 96), "{names:?}");
+    ok(&sweep_cmd(&sweep, &out, &[]));
+    let hashed = names.iter().find(|n| n.len() > 80).expect("the long name is shortened");
+    let planned = json(&out.join("runs").join(hashed).join("sweep_run.json"));
+    assert_eq!(planned["grid"][0][1], long.display().to_string(), "full value kept");
+}
+
+#[test]
+fn sweep_out_refuses_a_directory_holding_another_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(tmp.path(), "");
+    let run = tmp.path().join("sw");
+    ok(&sweep_cmd(&sweep, &run, &[]));
+    let inside = run.join("runs/tiny");
+    let res = sweep_cmd(&sweep, &inside.join("more"), &[]);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success() && stderr.contains("is inside the run or checkpoint"), "{stderr}");
+    assert!(!inside.join("more").exists());
+}

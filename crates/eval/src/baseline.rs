@@ -1,0 +1,78 @@
+//! Which configuration each configuration is compared with: the one of the same task and
+//! settings whose attention metric is the baseline (`dot` unless the caller names another).
+//! "Same settings" means the same flattened config up to the seed and the metric's own
+//! parameters (`power`, `eps`, `temperature`, ...), which have no meaning across metrics.
+
+use std::collections::BTreeMap;
+
+use attnlab_model::{MetricKind, MetricSpec};
+use serde_json::Value;
+
+use crate::group::{TaskGroup, flatten};
+use crate::run::Run;
+
+/// The metric every configuration is compared with unless a sweep names another.
+pub const DEFAULT_BASELINE: &str = "dot";
+
+/// The dotted config keys of the metric and its parameters (`model.metric`, `model.power`, ...).
+pub fn metric_keys() -> Vec<String> {
+    let spec = serde_json::to_value(MetricSpec::of(MetricKind::Dot)).unwrap_or(Value::Null);
+    let mut keys: Vec<String> = match spec {
+        Value::Object(m) => m.keys().map(|k| format!("model.{k}")).collect(),
+        _ => Vec::new(),
+    };
+    // Optional fields are left out when unset (`power`): name them too.
+    for k in ["model.metric", "model.power"] {
+        if !keys.iter().any(|x| x == k) {
+            keys.push(k.into());
+        }
+    }
+    keys
+}
+
+/// A run's settings: its flattened config without the seed, the name and the metric's keys.
+pub fn settings(config: &Value) -> BTreeMap<String, Value> {
+    let mut flat = flatten(config);
+    for k in metric_keys() {
+        flat.remove(&k);
+    }
+    flat
+}
+
+/// For each seed group of `group`, the index of its baseline seed group: the first other group
+/// with metric `baseline` and the same [`settings`]. `None` for the baseline groups themselves
+/// and for groups whose settings no baseline run shares.
+pub fn baselines(group: &TaskGroup, runs: &[Run], baseline: &str) -> Vec<Option<usize>> {
+    let keys: Vec<Option<BTreeMap<String, Value>>> =
+        group.seed_groups.iter().map(|sg| sg.runs.first().map(|&i| settings(&runs[i].config))).collect();
+    group
+        .seed_groups
+        .iter()
+        .enumerate()
+        .map(|(i, sg)| {
+            if sg.metric == baseline {
+                return None;
+            }
+            group.seed_groups.iter().enumerate().position(|(j, other)| {
+                j != i && other.metric == baseline && keys[j].is_some() && keys[j] == keys[i]
+            })
+        })
+        .collect()
+}
+
+/// Where the normalisation sits in a run's model, as text: `norm=layernorm, qk_norm=none,
+/// attn_norm=true` (the defaults when the config has no such key), or `-` for models without
+/// a residual-stream norm (prototype networks).
+pub fn placement(config: &Value) -> String {
+    let model = config.get("model");
+    let Some(norm) = model.and_then(|m| m.get("norm")) else { return "-".into() };
+    let get = |k: &str, default: &str| {
+        model.and_then(|m| m.get(k)).map_or_else(|| default.to_string(), crate::group::value_text)
+    };
+    format!(
+        "norm={}, qk_norm={}, attn_norm={}",
+        crate::group::value_text(norm),
+        get("qk_norm", "none"),
+        get("attn_norm", "true")
+    )
+}

@@ -1,0 +1,207 @@
+//! The four parts of the findings (see [`crate::findings`]), each from the task groups' tables.
+
+use crate::dynamics::lr_text;
+use crate::findings::{
+    ANSWER_SWEEP, Part, Statement, mean_text, num, table, table_runs, table_statement, verdict,
+};
+use crate::report::GroupReport;
+
+/// Part 1: does normalisation make distance and dot attention the same? Per placement present:
+/// key-norm dispersion and TV to dot of the `neg_sq_euclid` runs, and their loss difference.
+pub fn normalisation(groups: &[GroupReport], baseline: &str) -> Part {
+    let mut statements = Vec::new();
+    let mut placements: Vec<String> = Vec::new();
+    for g in groups {
+        for sg in g.seed_groups.iter().filter(|sg| sg.metric == "neg_sq_euclid") {
+            placements.push(sg.placement.clone());
+            let loss = table(g, "final_val_loss")
+                .and_then(|t| t.rows.iter().find(|c| c.label == sg.label))
+                .map_or_else(
+                    || format!("no `{baseline}` run with these settings to compare with"),
+                    |c| format!("final val loss vs {}: {}", c.baseline, verdict(c, 4)),
+                );
+            let tv = sg.numbers.get("geometry.tv_to_dot");
+            let same = tv.map_or(String::new(), |m| {
+                if m.mean < 0.01 { " (the two attentions coincide)".into() } else { String::new() }
+            });
+            let mut runs = sg.runs.clone();
+            if let Some(c) =
+                table(g, "final_val_loss").and_then(|t| t.rows.iter().find(|c| c.label == sg.label))
+            {
+                runs.extend(c.baseline_runs.iter().cloned());
+            }
+            statements.push(Statement {
+                text: format!(
+                    "`{}`, {} ({}): key-norm CV of the keys {}; TV between its attention and dot attention from \
+                     the same q, k at scale 2/sqrt(d) {}{same}; {loss}.",
+                    g.id,
+                    sg.label,
+                    sg.placement,
+                    mean_text(sg, "geometry.key_norm_cv", 3),
+                    mean_text(sg, "geometry.tv_to_dot", 3),
+                ),
+                runs,
+            });
+        }
+    }
+    placements.sort();
+    placements.dedup();
+    let mut gaps = Vec::new();
+    if placements.is_empty() {
+        gaps.push(format!(
+            "no `neg_sq_euclid` runs, so nothing here compares it with dot; {ANSWER_SWEEP} runs it under pre-norm, \
+             qk_norm = rms and attn_norm = false."
+        ));
+    } else if placements.len() < 2 {
+        gaps.push(format!(
+            "one normalisation placement only ({}); {ANSWER_SWEEP} compares pre-norm, qk_norm = rms and \
+             attn_norm = false.",
+            placements[0]
+        ));
+    }
+    Part { title: "Does normalisation make them the same?".into(), statements, gaps }
+}
+
+/// Part 2: statistical and geometric differences per metric.
+pub fn geometry(groups: &[GroupReport]) -> Part {
+    let keys = [
+        ("key_distances.median", 3),
+        ("geometry.entropy_ratio", 3),
+        ("geometry.sink_mass", 3),
+        ("geometry.unselected_keys", 3),
+    ];
+    let mut statements = Vec::new();
+    for g in groups {
+        for (key, digits) in keys {
+            if let Some(t) = table(g, key) {
+                statements.push(table_statement(g, t, digits));
+            }
+        }
+        let flagged: Vec<String> = g
+            .seed_groups
+            .iter()
+            .filter_map(|sg| {
+                let m = sg.numbers.get("geometry.near_uniform_heads")?;
+                (m.mean > 0.0).then(|| format!("{} {}%", sg.label, num(100.0 * m.mean, 0)))
+            })
+            .collect();
+        if !flagged.is_empty() {
+            statements.push(Statement {
+                text: format!(
+                    "`{}`: share of heads within {}% of uniform attention's entropy under the same mask: {}.",
+                    g.id,
+                    num(100.0 * crate::diagnostics::NEAR_UNIFORM, 0),
+                    flagged.join(", ")
+                ),
+                runs: g.runs.iter().map(|r| r.name.clone()).collect(),
+            });
+        }
+    }
+    let gaps = if statements.is_empty() {
+        vec![format!(
+            "no attention geometry compared with a baseline (GPT or prototype runs of several metrics, one of them \
+             the baseline); {ANSWER_SWEEP} provides them."
+        )]
+    } else {
+        Vec::new()
+    };
+    Part { title: "Statistical and geometric differences?".into(), statements, gaps }
+}
+
+/// Part 3: training dynamics: final losses, plateau escape, learning-rate range, logit growth.
+pub fn dynamics(groups: &[GroupReport]) -> Part {
+    let mut statements = Vec::new();
+    let (mut any_escape, mut any_lr) = (false, false);
+    for g in groups {
+        if let Some(t) = table(g, "final_val_loss") {
+            statements.push(table_statement(g, t, 4));
+        }
+        if !g.escapes.is_empty() {
+            any_escape = true;
+            let th = g.escapes[0].threshold.text();
+            let items: Vec<String> = g
+                .escapes
+                .iter()
+                .map(|e| {
+                    let when = e.mean_steps.map_or("never".into(), |s| format!("mean step {}", num(s, 0)));
+                    format!("{} {}/{} seeds ({when})", e.label, e.reached, e.runs.len())
+                })
+                .collect();
+            statements.push(Statement {
+                text: format!("`{}`, seeds reaching {th}: {}.", g.id, items.join(", ")),
+                runs: g.escapes.iter().flat_map(|e| e.runs.iter().map(|r| r.0.clone())).collect(),
+            });
+        }
+        for r in &g.lr_ranges {
+            any_lr = true;
+            let tried: Vec<String> = r
+                .rates
+                .iter()
+                .map(|(lr, ok, div, unf)| {
+                    let unf = if *unf > 0 { format!(", {unf} unfinished") } else { String::new() };
+                    format!("{} ({ok} trained, {div} diverged{unf})", lr_text(*lr))
+                })
+                .collect();
+            let best = r.largest_stable.map_or("none".into(), lr_text);
+            statements.push(Statement {
+                text: format!(
+                    "`{}`, {}: largest learning rate without divergence {best}; tried {}.",
+                    g.id,
+                    r.label,
+                    tried.join(", ")
+                ),
+                runs: g.runs.iter().map(|x| x.name.clone()).collect(),
+            });
+        }
+        if let Some(t) = table(g, "geometry.max_logit") {
+            statements.push(table_statement(g, t, 2));
+        }
+    }
+    let mut gaps = Vec::new();
+    if !any_escape {
+        gaps.push(format!(
+            "no plateau escape measured (it needs recall runs whose evaluations log `accuracy`, or character-level \
+             text); {ANSWER_SWEEP} has both."
+        ));
+    }
+    if !any_lr {
+        gaps.push(format!(
+            "every setting ran at one learning rate, so the range without divergence is unknown; {ANSWER_SWEEP} \
+             has a learning-rate axis."
+        ));
+    }
+    Part { title: "Training dynamics?".into(), statements, gaps }
+}
+
+/// Part 4: is it only cost? Throughput and step time relative to the baseline.
+pub fn cost(groups: &[GroupReport], baseline: &str) -> Part {
+    let mut statements = Vec::new();
+    for g in groups {
+        if let Some(t) = table(g, "tokens_per_s") {
+            let ratios: Vec<String> = t
+                .rows
+                .iter()
+                .filter(|c| c.mean_base > 0.0)
+                .map(|c| format!("{} {}x", c.label, num(c.mean / c.mean_base, 2)))
+                .collect();
+            statements.push(Statement {
+                text: format!("`{}`, tokens/s relative to {baseline}: {}.", g.id, ratios.join(", ")),
+                runs: table_runs(t),
+            });
+            statements.push(table_statement(g, t, 0));
+        }
+        if let Some(t) = table(g, "ms_per_step") {
+            statements.push(table_statement(g, t, 2));
+        }
+    }
+    let gaps = if statements.is_empty() {
+        vec![format!("no throughput recorded against a `{baseline}` baseline.")]
+    } else {
+        vec![
+            "timings come from the runs as they ran (other work on the machine adds noise); `attnlab bench` \
+              measures cost on a quiet machine."
+                .into(),
+        ]
+    };
+    Part { title: "Only cost?".into(), statements, gaps }
+}

@@ -1,0 +1,12 @@
+//! The model crate's integration tests, one binary (ripgrep's layout): every module below is a
+//! group of tests; `util` holds the helpers they share.
+
+mod checkpoint;
+mod fused_attention;
+mod fused_gpt;
+mod fused_layers;
+mod gpt;
+mod interp;
+mod metric;
+mod route;
+mod util;

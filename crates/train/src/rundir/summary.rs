@@ -1,0 +1,39 @@
+//! `summary.json`: the trainer's end-of-run numbers and the task's typed scores.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tasks::TaskScores;
+
+/// The end-of-run summary (`summary.json`). The task's scores are flattened beside the
+/// trainer's numbers, tagged by `task`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Optimiser steps done.
+    pub steps: usize,
+    /// Mean training loss over the last steps (up to 20), nats.
+    pub final_train_loss: f64,
+    /// Validation loss at the end, nats.
+    pub final_val_loss: f64,
+    /// Lowest validation loss seen, nats.
+    pub best_val_loss: f64,
+    /// Training throughput (items per second of training-step time).
+    pub tokens_per_s: f64,
+    /// Wall-clock seconds of the whole run (summed over resumes).
+    pub wall_s: f64,
+    /// Milliseconds per training step.
+    pub ms_per_step: f64,
+    /// Attention metric.
+    pub metric: String,
+    /// Run seed.
+    pub seed: u64,
+    /// The task's own scores, with the task's name as `task`.
+    #[serde(flatten)]
+    pub scores: TaskScores,
+}
+
+impl Summary {
+    /// The task's name.
+    pub fn task(&self) -> &'static str {
+        self.scores.task()
+    }
+}

@@ -1,0 +1,173 @@
+//! What a task reports: its typed scores ([`TaskScores`], merged into `summary.json`) and the
+//! report it declares ([`TaskReport`]: table columns, pictures, the configuration line).
+//!
+//! Evaluation renders exactly what a task declares here and never tests task names. A new task
+//! adds a variant to [`TaskScores`] and an arm to [`super::TaskConfig::report`]; the compiler
+//! names both.
+
+use serde::{Deserialize, Serialize};
+
+use super::prototype::PrototypeScores;
+use super::recall::RecallScores;
+use super::scattered::ScatteredScores;
+use super::text::TextScores;
+
+/// The scores a task computes on a trained model, one variant per task; serialised into
+/// `summary.json` beside the trainer's numbers, tagged by `task`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum TaskScores {
+    /// Language modelling.
+    Text(TextScores),
+    /// Multi-query associative recall.
+    Recall(RecallScores),
+    /// Scattered-data interpolation.
+    Scattered(ScatteredScores),
+    /// Prototype classification.
+    Prototype(PrototypeScores),
+}
+
+impl TaskScores {
+    /// The task's name (`text`, `recall`, ...), as in `summary.json`'s `task`.
+    pub fn task(&self) -> &'static str {
+        match self {
+            TaskScores::Text(_) => "text",
+            TaskScores::Recall(_) => "recall",
+            TaskScores::Scattered(_) => "scattered",
+            TaskScores::Prototype(_) => "prototype",
+        }
+    }
+}
+
+/// What a number measures (shown in `report.json`; decides nothing else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Cross-entropy in nats.
+    Nats,
+    /// Cross-entropy in bits per character.
+    BitsPerChar,
+    /// Cross-entropy in bits per token.
+    BitsPerToken,
+    /// A fraction in [0, 1] (accuracy).
+    Fraction,
+    /// Mean squared error of a regression.
+    SquaredError,
+    /// Absolute error of a regression (max, mean or root-mean-square).
+    AbsoluteError,
+    /// Euclidean distance in input space.
+    Distance,
+    /// Optimiser steps.
+    Steps,
+    /// Training items (tokens, points) per second.
+    ItemsPerSecond,
+    /// Milliseconds.
+    Milliseconds,
+    /// Seconds.
+    Seconds,
+}
+
+/// How a column's value is obtained from a run's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The number stored under the column's key (in `summary.json`, or derived from
+    /// `metrics.jsonl` while a run has no summary).
+    Stored,
+    /// Bits from the cross-entropy in nats stored under this key ([`nats_to_bits`]).
+    BitsFromNats(&'static str),
+}
+
+/// One column of a task's final table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Column {
+    /// Dotted key into the run's numbers (`val_accuracy`, `franke.model.rms`).
+    pub key: &'static str,
+    /// Header text.
+    pub header: &'static str,
+    /// What the number measures.
+    pub unit: Unit,
+    /// Whether a larger value is better (accuracy) or worse (loss, error, cost).
+    pub higher_is_better: bool,
+    /// Decimals shown.
+    pub digits: usize,
+    /// Where the value comes from.
+    pub source: Source,
+}
+
+impl Column {
+    /// A stored number where lower is better.
+    pub const fn lower(key: &'static str, header: &'static str, unit: Unit, digits: usize) -> Self {
+        Self { key, header, unit, higher_is_better: false, digits, source: Source::Stored }
+    }
+
+    /// A stored number where higher is better.
+    pub const fn higher(key: &'static str, header: &'static str, unit: Unit, digits: usize) -> Self {
+        Self { key, header, unit, higher_is_better: true, digits, source: Source::Stored }
+    }
+}
+
+/// A picture of what the models of a task learned (rendered by evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Picture {
+    /// 2-D prototype networks: keys over the training data and the decision regions.
+    PrototypeMaps,
+    /// 2-D interpolators: |error| maps of Franke's F1 beside the classical baselines.
+    FrankeErrorMaps,
+}
+
+/// What the report shows for a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskReport {
+    /// The final table's columns, in order.
+    pub columns: Vec<Column>,
+    /// The task's pictures.
+    pub pictures: Vec<Picture>,
+    /// The task configuration as the report header shows it (compact JSON).
+    pub config_text: String,
+}
+
+impl TaskReport {
+    /// The report of `config`: the loss columns, `task_columns`, the cost columns (with
+    /// throughput when `throughput`), `pictures`, and the configuration as compact JSON.
+    pub fn of(
+        config: &super::TaskConfig,
+        task_columns: &[Column],
+        throughput: bool,
+        pictures: Vec<Picture>,
+    ) -> Self {
+        let columns = [loss_columns(), task_columns.to_vec(), cost_columns(throughput)].concat();
+        TaskReport { columns, pictures, config_text: serde_json::to_string(config).unwrap_or_default() }
+    }
+}
+
+/// Bits from a cross-entropy in nats: `nats / ln 2` (the one conversion of the project).
+pub fn nats_to_bits(nats: f64) -> f64 {
+    nats / std::f64::consts::LN_2
+}
+
+/// Validation and best validation loss, the first columns of every task.
+pub fn loss_columns() -> Vec<Column> {
+    vec![
+        Column::lower("final_val_loss", "val loss", Unit::Nats, 4),
+        Column::lower("best_val_loss", "best val", Unit::Nats, 4),
+    ]
+}
+
+/// Cost columns, the last of every task: steps, throughput (when it means something for the
+/// task) and wall time.
+pub fn cost_columns(throughput: bool) -> Vec<Column> {
+    let mut cols = vec![Column::lower("steps", "steps", Unit::Steps, 0)];
+    if throughput {
+        cols.push(Column::higher("tokens_per_s", "tokens/s", Unit::ItemsPerSecond, 0));
+        cols.push(Column::lower("ms_per_step", "ms/step", Unit::Milliseconds, 1));
+    }
+    cols.push(Column::lower("wall_s", "wall s", Unit::Seconds, 1));
+    cols
+}
+
+/// The report of runs whose task configuration cannot be read: losses and cost only.
+pub fn generic_report(config_text: String) -> TaskReport {
+    TaskReport { columns: [loss_columns(), cost_columns(true)].concat(), pictures: Vec::new(), config_text }
+}

@@ -1,0 +1,21 @@
+//! The train crate's integration tests, one binary (ripgrep's layout): one module per
+//! topic; shared helpers in `common`.
+
+mod bad_input;
+mod common;
+mod config;
+mod full_disk;
+mod fuzz;
+mod hub;
+mod interp;
+mod nanogpt;
+mod optim;
+mod overfit;
+mod recall;
+mod reliability;
+mod resume;
+mod rundir;
+mod sweep_plan;
+mod task_report;
+mod token_ids;
+mod tokenizer;
