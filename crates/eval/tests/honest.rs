@@ -28,8 +28,16 @@ fn seed_group_sizes(report: &attnlab_eval::Report) -> Vec<(String, usize)> {
 #[test]
 fn a_nan_model_is_named_and_left_out_of_the_numbers() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let good = common::make_run(tmp.path(), "good", "recall", MetricKind::Dot, 1, Some(json!({})));
-    let bad = common::make_run(tmp.path(), "bad", "recall", MetricKind::Dot, 2, Some(json!({})));
+    let good = common::make_run(
+        tmp.path(),
+        "good",
+        "recall",
+        MetricKind::Dot,
+        1,
+        Some(json!({"val_accuracy": 0.5})),
+    );
+    let bad =
+        common::make_run(tmp.path(), "bad", "recall", MetricKind::Dot, 2, Some(json!({"val_accuracy": 0.5})));
     poison(&bad);
     let out = tmp.path().join("report");
     let report = write_report(&[good, bad], &out)?;
@@ -53,10 +61,13 @@ fn a_nan_model_is_named_and_left_out_of_the_numbers() -> anyhow::Result<()> {
 #[test]
 fn duplicates_unfinished_not_started_and_other_inputs_are_kept_apart() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let a = common::make_run(tmp.path(), "a", "recall", MetricKind::Dot, 1, Some(json!({})));
-    let b = common::make_run(tmp.path(), "b", "recall", MetricKind::Dot, 2, Some(json!({})));
+    let a =
+        common::make_run(tmp.path(), "a", "recall", MetricKind::Dot, 1, Some(json!({"val_accuracy": 0.5})));
+    let b =
+        common::make_run(tmp.path(), "b", "recall", MetricKind::Dot, 2, Some(json!({"val_accuracy": 0.5})));
     let unfinished = common::make_run(tmp.path(), "c", "recall", MetricKind::Dot, 3, None);
-    let other_corpus = common::make_run(tmp.path(), "d", "recall", MetricKind::Dot, 4, Some(json!({})));
+    let other_corpus =
+        common::make_run(tmp.path(), "d", "recall", MetricKind::Dot, 4, Some(json!({"val_accuracy": 0.5})));
     fs::write(other_corpus.join("inputs.json"), r#"{"corpus_sha256":"ff"}"#)?;
     let fresh = common::make_run(tmp.path(), "e", "recall", MetricKind::Dot, 5, None);
     fs::remove_file(fresh.join("metrics.jsonl"))?;
@@ -78,7 +89,8 @@ fn duplicates_unfinished_not_started_and_other_inputs_are_kept_apart() -> anyhow
 #[test]
 fn the_report_never_writes_into_a_run() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let a = common::make_run(tmp.path(), "a", "recall", MetricKind::Dot, 1, Some(json!({})));
+    let a =
+        common::make_run(tmp.path(), "a", "recall", MetricKind::Dot, 1, Some(json!({"val_accuracy": 0.5})));
     for out in [a.clone(), a.join("report"), a.join("last")] {
         let err = format!("{:#}", write_report(std::slice::from_ref(&a), &out).expect_err("into a run"));
         assert!(err.contains(&out.display().to_string()), "{err}");

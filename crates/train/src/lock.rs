@@ -50,7 +50,8 @@ impl RunLock {
     /// lock file left by a process that is gone is taken over and named in
     /// [`RunLock::took_over`].
     pub fn try_claim(dir: &Path) -> Result<Option<Self>> {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
