@@ -163,7 +163,7 @@ fn a_killed_jobs_claim_is_taken_over_and_the_run_resumed() {
     }
     let plan = ok(&sweep_cmd(&sweep, &out, &["--plan"]));
     assert!(plan.starts_with("running(locked)"), "{plan}");
-    let holder = fs::read_to_string(run.join("sweep.lock")).expect("lock file");
+    let holder = fs::read_to_string(run.join(".lock")).expect("lock file");
     let pid: u32 = holder.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("pid in lock file");
     for p in [pid, parent.id()] {
         let status = Command::new("kill").args(["-9", &p.to_string()]).status().expect("kill");
@@ -214,6 +214,6 @@ fn sweep_out_refuses_a_directory_holding_another_run() {
     let inside = run.join("runs/tiny");
     let res = sweep_cmd(&sweep, &inside.join("more"), &[]);
     let stderr = String::from_utf8_lossy(&res.stderr);
-    assert!(!res.status.success() && stderr.contains("holds a run"), "{stderr}");
+    assert!(!res.status.success() && stderr.contains("is inside the run or checkpoint"), "{stderr}");
     assert!(!inside.join("more").exists());
 }

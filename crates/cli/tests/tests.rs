@@ -2,6 +2,7 @@
 //! topic.
 
 mod bench;
+mod faults;
 mod slurm;
 mod sweep;
 mod train_sample;

@@ -60,8 +60,16 @@ fn train_resume_and_sample() {
         assert!(run.join(f).is_file(), "{f} missing");
     }
 
-    // Resume with more steps: continues from step 20.
-    let resume = ["train", "--resume", &run.to_string_lossy(), "--set", "train.steps=30"];
+    // Resume with more steps: continues from step 20, keeping the schedule's length (the past).
+    let resume = [
+        "train",
+        "--resume",
+        &run.to_string_lossy(),
+        "--set",
+        "train.steps=30",
+        "--set",
+        "train.lr_decay_steps=20",
+    ];
     ok(&bin().args(resume).output().expect("resume"));
     assert_eq!(summary_steps(&run), 30);
 
@@ -102,7 +110,16 @@ fn ctrl_c_saves_and_the_run_resumes() {
             .expect("json");
     let step = state["step"].as_u64().expect("step");
     assert!(step > 0);
-    let resume = ["train", "--resume", &run.to_string_lossy(), "--set", &format!("train.steps={}", step + 5)];
+    let steps = format!("train.steps={}", step + 5);
+    let resume = [
+        "train",
+        "--resume",
+        &run.to_string_lossy(),
+        "--set",
+        &steps,
+        "--set",
+        "train.lr_decay_steps=100000",
+    ];
     ok(&bin().args(resume).output().expect("resume"));
     assert_eq!(summary_steps(&run), step + 5);
 }

@@ -103,7 +103,8 @@ pub fn escapes(group: &TaskGroup, runs: &[Run], threshold: Option<Threshold>) ->
 pub enum Outcome {
     /// Finished with a final validation loss below its first.
     Trained,
-    /// A non-finite loss, or a final validation loss no lower than the first.
+    /// A non-finite loss, a divergence recorded by the sweep (`failure.json`; the trainer stops
+    /// before a non-finite number is logged), or a final validation loss no lower than the first.
     Diverged,
     /// Not finished and not diverged (still running or interrupted).
     Unfinished,
@@ -111,7 +112,8 @@ pub enum Outcome {
 
 /// The outcome of one run (see [`Outcome`]).
 pub fn outcome(run: &Run) -> Outcome {
-    if run.records.iter().any(|r| !r.loss.is_finite()) {
+    let recorded = attnlab_train::sweep::Failure::read(&run.dir).is_some_and(|f| f.diverged);
+    if recorded || run.records.iter().any(|r| !r.loss.is_finite()) {
         return Outcome::Diverged;
     }
     if !run.finished() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::run::Run;
+use crate::screen::Status;
 
 /// Top-level config keys that do not change what a run computes, ignored when comparing configs.
 const IGNORED_KEYS: [&str; 4] = ["name", "seed", "out", "resume"];
@@ -87,7 +88,12 @@ pub fn group_runs(runs: &[Run]) -> Vec<TaskGroup> {
 fn seed_groups(runs: &[Run], idx: &[usize]) -> Vec<SeedGroup> {
     let mut groups: Vec<(BTreeMap<String, Value>, Vec<usize>)> = Vec::new();
     for &i in idx {
-        let flat = flatten(&runs[i].config);
+        let mut flat = flatten(&runs[i].config);
+        // Runs that differ in standing or in what they were trained on are never pooled.
+        flat.insert("status".into(), Value::from(Status::of(&runs[i]).word()));
+        for (k, v) in recorded_inputs(&runs[i].dir) {
+            flat.insert(format!("inputs.{k}"), v);
+        }
         match groups.iter_mut().find(|(f, _)| *f == flat) {
             Some((_, members)) => members.push(i),
             None => groups.push((flat, vec![i])),
@@ -111,6 +117,15 @@ fn seed_groups(runs: &[Run], idx: &[usize]) -> Vec<SeedGroup> {
             SeedGroup { label, metric, runs: members }
         })
         .collect()
+}
+
+/// What the run recorded it depends on beyond its config (`inputs.json`: corpus and tokenizer
+/// hashes, read through [`attnlab_train::RunDir`]); empty when absent or unreadable.
+fn recorded_inputs(dir: &std::path::Path) -> serde_json::Map<String, Value> {
+    match attnlab_train::RunDir::new(dir).read_inputs() {
+        Ok(Some(Value::Object(m))) => m,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// `metric=idw, n_protos=16`: the differing keys by their last component (full key if the last

@@ -19,6 +19,7 @@ pub mod params;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod screen;
 pub mod sections;
 pub mod stats;
 pub mod task_pictures;

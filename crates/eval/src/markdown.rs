@@ -21,6 +21,12 @@ pub fn render(report: &Report) -> String {
         report.groups.len(),
         tasks.join(", ")
     );
+    if !report.duplicates.is_empty() {
+        let _ = writeln!(s, "Given more than once and counted once: {}.\n", report.duplicates.join(", "));
+    }
+    if !report.not_started.is_empty() {
+        let _ = writeln!(s, "Not started (no metrics yet), left out: {}.\n", report.not_started.join(", "));
+    }
     s += &report.findings.markdown();
     for g in &report.groups {
         group(&mut s, g);
@@ -60,7 +66,11 @@ fn group(s: &mut String, g: &GroupReport) {
     for r in &g.runs {
         let cells: Vec<String> =
             cols.iter().map(|c| r.numbers.get(c.key).map_or("-".into(), |x| fmt_num(*x, c.digits))).collect();
-        let done = if r.finished { "" } else { " (unfinished)" };
+        let done = match (r.non_finite_weights, r.finished) {
+            (true, _) => " (non-finite weights: no numbers)",
+            (false, true) => "",
+            (false, false) => " (unfinished)",
+        };
         let seed = r.seed.map_or("-".into(), |x| x.to_string());
         let _ = writeln!(s, "| {}{done} | {seed} | {} |", r.name, cells.join(" | "));
     }

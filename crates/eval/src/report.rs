@@ -19,14 +19,19 @@ use crate::group::{TaskGroup, group_runs};
 use crate::numbers::{Numbers, run_numbers};
 use crate::params::HeadParams;
 use crate::run::Run;
+use crate::screen::Status;
 use crate::stats::MeanStd;
 use crate::stats::compare::ComparisonTable;
 
 /// The whole report, as written to `report.json`.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// Number of runs read.
+    /// Number of runs read (each directory once).
     pub n_runs: usize,
+    /// Directories given more than once (counted once).
+    pub duplicates: Vec<String>,
+    /// Run directories with no metrics yet (left out).
+    pub not_started: Vec<String>,
     /// The metric every configuration is compared with.
     pub baseline: String,
     /// What the runs say about each part of the question (see [`crate::findings`]).
@@ -107,6 +112,8 @@ pub struct RunReport {
     pub seed: Option<u64>,
     /// Whether `summary.json` exists.
     pub finished: bool,
+    /// Whether its checkpoint holds NaN or infinite weights (then it has no numbers).
+    pub non_finite_weights: bool,
     /// Every number (summary, or derived from `metrics.jsonl`).
     pub numbers: Numbers,
     /// Learned parameters per layer and head, when the checkpoint has attention blocks.
@@ -117,8 +124,9 @@ pub struct RunReport {
     pub notes: Vec<String>,
 }
 
-/// Reads every run directory in `run_dirs` and writes the report into `out`.
-/// A directory that is not a run, or a run without metrics, is an error naming it.
+/// Reads every run directory in `run_dirs` (each once) and writes the report into `out`.
+/// A directory that is not a run is an error naming it; runs without metrics are listed as not
+/// started; an `out` that is a run, inside one, or holds a checkpoint is refused.
 pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<Report> {
     write_report_with(run_dirs, out, &ReportOptions::default())
 }
@@ -128,7 +136,12 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     if run_dirs.is_empty() {
         anyhow::bail!("no run directories given")
     }
-    let runs = run_dirs.iter().map(|d| Run::load(d)).collect::<Result<Vec<_>>>()?;
+    let inputs: Vec<&Path> = run_dirs.iter().map(PathBuf::as_path).collect();
+    attnlab_train::check_output(out, &inputs, attnlab_train::Writer::Report)?;
+    let (runs, duplicates, not_started) = crate::screen::load_runs(run_dirs)?;
+    if runs.is_empty() {
+        anyhow::bail!("no run to report on: {} has no metrics yet", not_started.join(", "))
+    }
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let groups = group_runs(&runs);
     let mut reports = Vec::new();
@@ -136,7 +149,14 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
         reports.push(group_report(group, &runs, out, &options.baseline)?);
     }
     let findings = Findings::of(&reports, &options.baseline);
-    let report = Report { n_runs: runs.len(), baseline: options.baseline.clone(), findings, groups: reports };
+    let report = Report {
+        n_runs: runs.len(),
+        duplicates,
+        not_started,
+        baseline: options.baseline.clone(),
+        findings,
+        groups: reports,
+    };
     let json = serde_json::to_string_pretty(&report)?;
     let json_path = out.join("report.json");
     fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
@@ -155,20 +175,33 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path, baseline: &str) -> 
         for &i in &sg.runs {
             let run = &runs[i];
             tracing::info!(run = %run.name, "analysing");
-            let mut nums = run_numbers(run);
+            let non_finite = Status::of(run) == Status::NonFinite;
             let mut notes = Vec::new();
-            let params = analyse_params(run).unwrap_or_else(|e| {
-                notes.push(format!("parameters: {e:#}"));
-                None
-            });
-            let geometry = analyse_geometry(run).unwrap_or_else(|e| {
-                notes.push(format!("geometry: {e:#}"));
-                None
-            });
-            if let Some(g) = &geometry {
-                nums.extend(crate::diagnostics::run_numbers(&g.heads));
+            let (nums, params, geometry) = if non_finite {
+                let dir = run.checkpoint_dir().unwrap_or_else(|| run.dir.clone());
+                notes.push(format!(
+                    "{} holds NaN or infinite weights: the model diverged and is left out of every number",
+                    dir.display()
+                ));
+                (Numbers::new(), None, None)
+            } else {
+                let mut nums = run_numbers(run);
+                let params = analyse_params(run).unwrap_or_else(|e| {
+                    notes.push(format!("parameters: {e:#}"));
+                    None
+                });
+                let geometry = analyse_geometry(run).unwrap_or_else(|e| {
+                    notes.push(format!("geometry: {e:#}"));
+                    None
+                });
+                if let Some(g) = &geometry {
+                    nums.extend(crate::diagnostics::run_numbers(&g.heads));
+                }
+                (nums, params, geometry)
+            };
+            if !non_finite {
+                numbers.push(nums.clone());
             }
-            numbers.push(nums.clone());
             run_reports.push(RunReport {
                 name: run.name.clone(),
                 dir: run.dir.clone(),
@@ -176,6 +209,7 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path, baseline: &str) -> 
                 metric: sg.metric.clone(),
                 seed: run.seed(),
                 finished: run.finished(),
+                non_finite_weights: non_finite,
                 numbers: nums,
                 params,
                 geometry,

@@ -5,5 +5,6 @@ mod common;
 mod diagnostics;
 mod findings;
 mod geometry;
+mod honest;
 mod report;
 mod stats;

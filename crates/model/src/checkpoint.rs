@@ -65,11 +65,30 @@ impl Checkpoint {
         Ok(Self { dir, run_config, config, params, model })
     }
 
+    /// Errors when a weight is NaN or infinite, naming the tensor and the file: anything that
+    /// computes with a checkpoint (sampling, evaluation, augmentation) calls this first.
+    pub fn ensure_finite(&self) -> Result<()> {
+        match self.params.first_non_finite()? {
+            None => Ok(()),
+            Some(name) => bail!(
+                "{}: tensor `{name}` holds NaN or infinite values; the model diverged and cannot be used",
+                self.dir.join(MODEL_FILE).display()
+            ),
+        }
+    }
+
     /// Writes `run_config` (which must hold a valid `model`), the weights and `extra` files
     /// (name, bytes) to `dir`, atomically: `dir` holds either the old or the new checkpoint.
+    /// Non-finite weights are refused: no command can save a diverged model.
     pub fn save(dir: &Path, run_config: &Value, params: &ParamStore, extra: &[(&str, &[u8])]) -> Result<()> {
         let model = run_config.get("model").cloned().unwrap_or(Value::Null);
         from_value_strict::<ModelConfig>(model, "model").map_err(candle_core::Error::Msg)?;
+        if let Some(name) = params.first_non_finite()? {
+            bail!(
+                "refusing to save {}: tensor `{name}` holds NaN or infinite values (the previous checkpoint there, if any, is kept)",
+                dir.display()
+            )
+        }
         write_dir_atomic(dir, |tmp| {
             let json =
                 serde_json::to_vec_pretty(run_config).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
@@ -111,6 +130,53 @@ pub fn resolve_dir(path: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Repairs the state a crash can leave around the checkpoint directory `dir`: when `dir` is
+/// missing but its old copy (`.dir.old`, moved aside by an interrupted atomic save) is
+/// complete, moves it back; removes temporary directories of saves that never finished.
+pub fn recover_dir(dir: &Path) -> Result<()> {
+    let old = old_path(dir);
+    let complete = |d: &Path| d.join(CONFIG_FILE).is_file() && d.join(MODEL_FILE).is_file();
+    if !dir.exists() && complete(&old) {
+        fs::rename(&old, dir).map_err(|e| in_file(&old, e))?;
+    }
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else { return Ok(()) };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else { return Ok(()) };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            fs::remove_dir_all(entry.path()).map_err(|e| in_file(&entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Testing hook: checkpoint saves into a directory under the given path fail as on a full
+/// disk, after their files were written to the temporary directory (the path a real `ENOSPC`
+/// takes), as many times as the count says. Scoped by path so that tests running in parallel
+/// in one process never see another test's failures. Set it with [`fail_saves_under`].
+static FAIL_SAVES: std::sync::Mutex<Vec<(std::path::PathBuf, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// Testing hook: the next `n` checkpoint saves into directories under `root` fail as on a full
+/// disk (see `write_dir_atomic`).
+#[doc(hidden)]
+pub fn fail_saves_under(root: &Path, n: usize) {
+    let mut list = FAIL_SAVES.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|(r, _)| r != root);
+    list.push((root.to_path_buf(), n));
+}
+
+fn injected_failure(dir: &Path) -> Result<()> {
+    let mut list = FAIL_SAVES.lock().unwrap_or_else(|e| e.into_inner());
+    match list.iter_mut().find(|(root, n)| *n > 0 && dir.starts_with(root)) {
+        Some((_, n)) => {
+            *n -= 1;
+            Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (injected)")
+                .into())
+        }
+        None => Ok(()),
+    }
+}
+
 /// Fills a fresh temporary directory beside `dir` with `write`, syncs it, then swaps it in:
 /// rename `dir` to `.dir.old`, rename the temporary to `dir`, delete the old copy.
 pub fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
@@ -120,10 +186,11 @@ pub fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> 
         fs::remove_dir_all(&tmp).map_err(|e| in_file(&tmp, e))?;
     }
     fs::create_dir_all(&tmp).map_err(|e| in_file(&tmp, e))?;
-    let result = write(&tmp).and_then(|()| sync_dir_files(&tmp));
+    let result = write(&tmp).and_then(|()| injected_failure(dir)).and_then(|()| sync_dir_files(&tmp));
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
-        return Err(candle_core::Error::Msg(format!("writing checkpoint {}: {e}", dir.display())));
+        let kept = if dir.exists() { "the previous checkpoint there is kept" } else { "nothing was written" };
+        return Err(candle_core::Error::Msg(format!("writing checkpoint {}: {e} ({kept})", dir.display())));
     }
     if dir.exists() {
         if old.exists() {

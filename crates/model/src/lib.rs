@@ -29,5 +29,5 @@ pub use params::{Init, ParamBuilder, ParamStore};
 pub use prototype::{Augmented, PrototypeConfig, PrototypeNet, key_distances};
 pub use qk::{PosKind, PosSpec, QkNorm, QkSpec};
 pub use route::{Job, Route};
-pub use sample::{Sampling, generate};
+pub use sample::{Sampling, generate, generate_masked};
 pub use set_regressor::{SetRegressor, SetRegressorConfig};

@@ -82,6 +82,18 @@ impl ParamStore {
         inner.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect()
     }
 
+    /// The name of the first variable (in name order) holding a NaN or an infinity, if any.
+    ///
+    /// Errors only when a tensor cannot be read back from its device.
+    pub fn first_non_finite(&self) -> Result<Option<String>> {
+        for (name, var) in self.vars() {
+            if !tensor_is_finite(var.as_tensor())? {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
     /// Writes every variable to a safetensors file.
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
         candle_core::safetensors::save(&self.tensors(), path)
@@ -139,6 +151,14 @@ impl ParamStore {
         inner.vars.insert(name, var);
         Ok(out)
     }
+}
+
+/// Whether every element of `t` is finite (no NaN, no +-inf); reduces on `t`'s device.
+pub fn tensor_is_finite(t: &Tensor) -> Result<bool> {
+    // 0 * x is 0 for finite x and NaN for NaN and +-inf; the sum is then NaN exactly when some
+    // element is not finite (a sum of zeros cannot overflow).
+    let probe = t.affine(0.0, 0.0)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(probe == 0.0)
 }
 
 fn sample_normal(rng: &mut ChaCha8Rng, mean: f64, std: f64, n: usize) -> Result<Vec<f32>> {

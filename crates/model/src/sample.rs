@@ -24,8 +24,23 @@ impl Default for Sampling {
 }
 
 /// Appends `n_new` sampled tokens to `prompt` (ids), cropping the context to the last
-/// `block_size` tokens, and returns the new tokens only.
+/// `block_size` tokens, and returns the new tokens only. Non-finite logits are an error.
 pub fn generate(gpt: &Gpt, prompt: &[u32], n_new: usize, sampling: &Sampling) -> Result<Vec<u32>> {
+    generate_masked(gpt, prompt, n_new, sampling, &[])
+}
+
+/// Like [`generate`], drawing only ids `i` with `allowed[i]` (ids past `allowed.len()` are
+/// allowed; an empty mask allows every id): ids a tokenizer cannot decode never come out.
+pub fn generate_masked(
+    gpt: &Gpt,
+    prompt: &[u32],
+    n_new: usize,
+    sampling: &Sampling,
+    allowed: &[bool],
+) -> Result<Vec<u32>> {
+    if !allowed.is_empty() && !allowed.iter().any(|&a| a) {
+        bail!("no token id is allowed: the tokenizer decodes none of the model's ids")
+    }
     if prompt.is_empty() {
         bail!("generation needs a prompt of at least one token")
     }
@@ -42,7 +57,16 @@ pub fn generate(gpt: &Gpt, prompt: &[u32], n_new: usize, sampling: &Sampling) ->
     for _ in 0..n_new {
         let ctx = &ids[ids.len().saturating_sub(block)..];
         let idx = Tensor::new(ctx, &device)?.unsqueeze(0)?;
-        let logits: Vec<f32> = gpt.last_logits(&idx)?.squeeze(0)?.to_vec1()?;
+        let mut logits: Vec<f32> = gpt.last_logits(&idx)?.squeeze(0)?.to_vec1()?;
+        if let Some(bad) = logits.iter().find(|l| !l.is_finite()) {
+            bail!(
+                "the model's logits hold {bad} at generated token {}: its weights or inputs are not finite",
+                ids.len() - prompt.len() + 1
+            )
+        }
+        for (l, _) in logits.iter_mut().zip(allowed).filter(|(_, a)| !**a) {
+            *l = f32::NEG_INFINITY;
+        }
         ids.push(sample_logits(&logits, sampling, &mut rng));
     }
     Ok(ids[prompt.len()..].to_vec())
@@ -55,7 +79,9 @@ pub fn sample_logits(logits: &[f32], sampling: &Sampling, rng: &mut impl Rng) ->
     if sampling.temperature == 0.0 {
         return order[0] as u32;
     }
-    order.truncate(sampling.top_k.unwrap_or(logits.len()).min(logits.len()));
+    // Masked ids (-inf logits) are never kept, whatever top-k is.
+    let finite = order.iter().take_while(|&&i| logits[i] > f32::NEG_INFINITY).count().max(1);
+    order.truncate(sampling.top_k.unwrap_or(logits.len()).min(finite));
     let max = logits[order[0]] as f64;
     let weights: Vec<f64> =
         order.iter().map(|&i| ((logits[i] as f64 - max) / sampling.temperature).exp()).collect();

@@ -187,3 +187,33 @@ fn qk_and_position_options_round_trip_and_old_configs_load_with_defaults() {
     assert_eq!((old.pos.rope_fraction, old.pos.rope_base), (1.0, 10_000.0));
     assert_eq!((old.attention.attn_scale, old.attention.learn_scale), (None, false));
 }
+
+#[test]
+fn non_finite_weights_are_never_saved_and_are_refused_on_use() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ckpt");
+    let (_model, params) = saved(&dir, MetricKind::Dot);
+    let before = fs::read(dir.join(MODEL_FILE)).expect("weights");
+    let cfg = config(MetricKind::Dot);
+    let run = json!({ "model": cfg, "seed": 11 });
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let (name, var) = params.vars().into_iter().next().expect("a variable");
+        let poisoned = (var.as_tensor() * 0.0).and_then(|t| t + bad).expect("poison");
+        let kept = var.as_tensor().copy().expect("copy");
+        var.set(&poisoned).expect("set");
+        assert_eq!(params.first_non_finite().expect("check"), Some(name.clone()));
+        let err = Checkpoint::save(&dir, &run, &params, &[]).expect_err("non-finite save").to_string();
+        assert!(err.contains(&name) && err.contains("NaN or infinite"), "{err}");
+        assert_eq!(fs::read(dir.join(MODEL_FILE)).expect("weights"), before, "the old checkpoint is kept");
+        var.set(&kept).expect("restore");
+    }
+    assert_eq!(params.first_non_finite().expect("check"), None);
+    // A checkpoint written with NaN weights by other means is refused by readers that compute.
+    let path = dir.join(MODEL_FILE);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).expect("load");
+    let nan: HashMap<_, _> = tensors.into_iter().map(|(k, t)| (k, (t * f64::NAN).expect("mul"))).collect();
+    candle_core::safetensors::save(&nan, &path).expect("save");
+    let ckpt = Checkpoint::load(&dir, &Device::Cpu).expect("loads");
+    let err = ckpt.ensure_finite().expect_err("NaN weights").to_string();
+    assert!(err.contains("NaN or infinite") && err.contains(MODEL_FILE), "{err}");
+}

@@ -75,6 +75,11 @@ pub struct TrainConfig {
     /// Final learning rate of the cosine decay (default `lr / 10`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_lr: Option<f64>,
+    /// Length in steps of the warm-up + cosine schedule (default `steps`): the rate reaches
+    /// `min_lr` here and stays there. Keep it fixed to extend a run's `steps` on resume
+    /// without changing the rates of the steps already planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_decay_steps: Option<usize>,
     /// Linear warm-up steps from 0 to `lr`.
     #[serde(default)]
     pub warmup_steps: usize,
@@ -113,8 +118,16 @@ impl TrainConfig {
         self.min_lr.unwrap_or(self.lr * default_min_lr_ratio())
     }
 
+    /// Steps over which the schedule decays to `min_lr` (`lr_decay_steps`, default `steps`).
+    pub fn decay_steps(&self) -> usize {
+        self.lr_decay_steps.unwrap_or(self.steps)
+    }
+
     /// Rejects settings that make no sense, naming the field.
     pub fn validate(&self) -> Result<()> {
+        if self.lr_decay_steps == Some(0) {
+            bail!("train.lr_decay_steps must be at least 1")
+        }
         for (name, v) in [
             ("steps", self.steps),
             ("batch_size", self.batch_size),

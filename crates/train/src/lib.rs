@@ -6,9 +6,13 @@
 mod adamw_update;
 pub mod bench;
 pub mod config;
+pub mod guard;
 pub mod interrupt;
+pub mod lock;
 pub mod optim;
+pub mod outputs;
 pub mod progress;
+pub mod resume;
 pub mod rundir;
 pub mod sweep;
 pub mod task;
@@ -16,8 +20,11 @@ pub mod tasks;
 pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
+pub use guard::Diverged;
 pub use interrupt::Interrupted;
+pub use lock::RunLock;
+pub use outputs::{Writer, check_output};
 pub use rundir::{RunDir, Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
 pub use tasks::{TaskConfig, TaskEnv, TaskScores, build_task};
-pub use trainer::{TrainOptions, evaluate, train, train_task};
+pub use trainer::{TrainOptions, evaluate, train, train_claimed, train_task};

@@ -156,9 +156,10 @@ pub fn clip_grads(store: &ParamStore, grads: &mut GradStore, norm: f64, max_norm
 
 /// Learning rate at `step` (0-based), nanoGPT's `get_lr`: linear warm-up
 /// `lr (step + 1) / (warmup + 1)` for `step < warmup`, then cosine decay from `lr` to `min_lr`
-/// over the remaining steps (`min_lr` from `steps` on).
+/// over the remaining steps of the schedule (`min_lr` from `train.lr_decay_steps`, default
+/// `train.steps`, on).
 pub fn lr_at(step: usize, cfg: &TrainConfig) -> f64 {
-    let (lr, min_lr, warmup, total) = (cfg.lr, cfg.min_lr(), cfg.warmup_steps, cfg.steps);
+    let (lr, min_lr, warmup, total) = (cfg.lr, cfg.min_lr(), cfg.warmup_steps, cfg.decay_steps());
     if step < warmup {
         return lr * (step + 1) as f64 / (warmup + 1) as f64;
     }

@@ -59,6 +59,13 @@ pub trait Task {
         Ok(Map::new())
     }
 
+    /// What the run's result depends on beyond its config, recorded in `RUN/inputs.json`
+    /// (e.g. the corpus's and the tokenizer's SHA-256): runs that differ here are not seeds of
+    /// one configuration, and a resume with different inputs is not exact. Default: nothing.
+    fn inputs(&self) -> Map<String, Value> {
+        Map::new()
+    }
+
     /// Extra files saved with every checkpoint, such as `tokenizer.json`.
     fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(Vec::new())

@@ -19,9 +19,13 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use crate::config::RunConfig;
+use crate::guard;
 use crate::interrupt::{Interrupted, stop_requested};
+use crate::lock::RunLock;
 use crate::optim::{AdamW, AdamWParams, clip_grads, grad_norm, lr_at};
+use crate::outputs::{Writer, check_output};
 use crate::progress::Progress;
+use crate::resume::{prepare_dir, record_inputs, resume_changes};
 use crate::rundir::{
     self, CONFIG_FILE, MetricLine, MetricsWriter, OPTIMIZER_FILE, RunDir, STATE_FILE, Split, Summary,
     TrainerState,
@@ -40,17 +44,27 @@ pub struct TrainOptions {
     pub progress_bar: bool,
     /// Stop (save and return [`Interrupted`]) at this step, as Ctrl-C would.
     pub stop_at: Option<usize>,
+    /// Accept `--resume` with `train.*` settings that alter the past (printing what changes).
+    pub allow_changes: bool,
 }
 
 impl TrainOptions {
     /// A fresh run on `device`, no progress bar.
     pub fn new(device: &Device) -> Self {
-        Self { resume: false, env: TaskEnv::on(device), progress_bar: false, stop_at: None }
+        Self {
+            resume: false,
+            env: TaskEnv::on(device),
+            progress_bar: false,
+            stop_at: None,
+            allow_changes: false,
+        }
     }
 }
 
 /// Trains `run` into `out_dir` and returns the summary (also written to `summary.json`).
-/// Stopping early (Ctrl-C, `stop_at`) saves `last/` and returns an [`Interrupted`] error.
+/// Stopping early (Ctrl-C, `stop_at`) saves `last/` and returns an [`Interrupted`] error; a
+/// NaN or infinite loss, gradient norm or weight returns a [`crate::guard::Diverged`] error.
+/// The directory is claimed with a [`RunLock`] for the whole run.
 pub fn train(run: &RunConfig, out_dir: &Path, opts: &TrainOptions) -> Result<Summary> {
     let (run, task) = build_task(run, &opts.env)?;
     train_task(run, task, out_dir, opts)
@@ -64,9 +78,27 @@ pub fn train_task(
     out_dir: &Path,
     opts: &TrainOptions,
 ) -> Result<Summary> {
+    if opts.resume && !out_dir.is_dir() {
+        bail!("cannot resume {}: no such directory", out_dir.display())
+    }
+    check_output(out_dir, &[], Writer::Train)?;
+    let lock = RunLock::try_acquire(out_dir)?;
+    train_locked(run, task, &lock, opts)
+}
+
+/// Like [`train`], into the run directory that `lock` claims (a sweep claims a run before it
+/// checks its plan, then trains it under the same lock; see [`crate::lock`]).
+pub fn train_claimed(run: &RunConfig, lock: &RunLock, opts: &TrainOptions) -> Result<Summary> {
+    check_output(lock.dir(), &[], Writer::Train)?;
+    let (run, task) = build_task(run, &opts.env)?;
+    train_locked(run, task, lock, opts)
+}
+
+fn train_locked(run: RunConfig, task: Box<dyn Task>, lock: &RunLock, opts: &TrainOptions) -> Result<Summary> {
+    let out_dir = lock.dir();
     let dir = RunDir::new(out_dir);
-    prepare_dir(&dir, opts.resume)?;
-    let mut s = Session::start(run, task, out_dir, opts)?;
+    let resume = prepare_dir(&dir, opts.resume)?;
+    let mut s = Session::start(run, task, out_dir, opts, resume)?;
     if s.state.step >= s.run.train.steps && dir.summary_path().exists() {
         return rundir::read_json(&dir.summary_path());
     }
@@ -84,22 +116,6 @@ pub fn evaluate(task: &dyn Task, model: &Model) -> Result<f64> {
         total += task.loss(model, b)?.to_scalar::<f32>()? as f64;
     }
     Ok(total / batches.len().max(1) as f64)
-}
-
-fn prepare_dir(dir: &RunDir, resume: bool) -> Result<()> {
-    let out_dir = dir.root();
-    if resume && !dir.can_resume() {
-        bail!(
-            "cannot resume: {} holds no checkpoint ({} is missing)",
-            out_dir.display(),
-            dir.last_dir().display()
-        )
-    }
-    if !resume && dir.holds_run() {
-        bail!("{} already holds a run; resume it with --resume or choose another --out", out_dir.display())
-    }
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create output directory {}", out_dir.display()))
 }
 
 struct Session {
@@ -120,7 +136,13 @@ struct Session {
 }
 
 impl Session {
-    fn start(run: RunConfig, task: Box<dyn Task>, dir: &Path, opts: &TrainOptions) -> Result<Self> {
+    fn start(
+        run: RunConfig,
+        task: Box<dyn Task>,
+        dir: &Path,
+        opts: &TrainOptions,
+        resume: bool,
+    ) -> Result<Self> {
         let device = &opts.env.device;
         let (model, params) = Model::init(&run.model, run.seed, device)?;
         let mut opt = AdamW::new(&params, AdamWParams::from_config(&run.train))?;
@@ -134,8 +156,8 @@ impl Session {
         };
         let mut recent = VecDeque::new();
         let mut resumed_at = None;
-        if opts.resume {
-            state = restore(&run, dir, &params, &mut opt)?;
+        if resume {
+            state = restore(&run, dir, &params, &mut opt, opts.allow_changes)?;
             let kept = rundir::truncate_metrics(dir, state.step)?;
             recent.extend(kept.iter().filter(|l| l.split == Split::Train).map(|l| l.loss));
             while recent.len() > 20 {
@@ -144,6 +166,7 @@ impl Session {
             resumed_at = Some(state.step);
             tracing::info!(step = state.step, dir = %dir.display(), "resuming");
         }
+        record_inputs(task.as_ref(), &RunDir::new(dir), resume, opts.allow_changes)?;
         let run_json = run.to_value()?;
         rundir::write_json(&rundir::config_path(dir), &run_json)?;
         let metrics = MetricsWriter::open(dir)?;
@@ -200,17 +223,15 @@ impl Session {
         let batch = self.task.train_batch(step, &mut self.state.rng, self.run.train.batch_size)?;
         let loss_t = self.task.loss(&self.model, &batch)?;
         let loss = loss_t.to_scalar::<f32>()? as f64;
-        if !loss.is_finite() {
-            bail!(
-                "training loss is {loss} at step {}: the run diverged and was stopped; the last good checkpoint is in {} (try a lower train.lr)",
-                step + 1,
-                rundir::last_dir(&self.dir).display()
-            )
-        }
+        guard::check_number("training loss", loss, step + 1, &self.dir)?;
         let mut grads = loss_t.backward()?;
         let norm = grad_norm(&self.params, &grads)?;
+        guard::check_number("gradient norm", norm, step + 1, &self.dir)?;
         clip_grads(&self.params, &mut grads, norm, self.run.train.grad_clip)?;
         self.opt.step(&grads, lr)?;
+        // Finite gradients can still overflow the weights (a huge rate): stop before the next
+        // step uses them; `Checkpoint::save` refuses them too.
+        guard::check_weights(&self.params, step + 1, &self.dir)?;
         let dt = t0.elapsed().as_secs_f64();
         self.state.step = step + 1;
         self.state.train_s += dt;
@@ -227,12 +248,7 @@ impl Session {
 
     fn eval_boundary(&mut self, step: usize) -> Result<()> {
         let loss = evaluate(self.task.as_ref(), &self.model)?;
-        if !loss.is_finite() {
-            bail!(
-                "validation loss is {loss} at step {step}: the run diverged; the last good checkpoint is in {}",
-                rundir::last_dir(&self.dir).display()
-            )
-        }
+        guard::check_number("validation loss", loss, step, &self.dir)?;
         self.last_val = Some(loss);
         let mut line = MetricLine::val(step, loss, self.wall());
         line.extra = self.task.eval_scores(&self.model)?;
@@ -251,9 +267,8 @@ impl Session {
     fn save_last(&mut self) -> Result<()> {
         let files = self.extra_files(true)?;
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-        Checkpoint::save(&rundir::last_dir(&self.dir), &self.run_json, &self.params, &refs).with_context(
-            || format!("saving checkpoint in {} (the previous one is kept)", self.dir.display()),
-        )?;
+        Checkpoint::save(&rundir::last_dir(&self.dir), &self.run_json, &self.params, &refs)
+            .with_context(|| format!("saving checkpoint in {}", self.dir.display()))?;
         tracing::debug!(step = self.state.step, "checkpoint saved");
         Ok(())
     }
@@ -305,22 +320,23 @@ impl Session {
 
 /// Loads weights, moments and trainer state of `dir/last`, after checking that its config
 /// describes the same model and task as `run`.
-fn restore(run: &RunConfig, dir: &Path, params: &ParamStore, opt: &mut AdamW) -> Result<TrainerState> {
+fn restore(
+    run: &RunConfig,
+    dir: &Path,
+    params: &ParamStore,
+    opt: &mut AdamW,
+    allow_changes: bool,
+) -> Result<TrainerState> {
     let last = rundir::last_dir(dir);
     let saved_json: Value = rundir::read_json(&last.join(CONFIG_FILE))?;
     let saved = RunConfig::from_value(saved_json).with_context(|| format!("reading {}", last.display()))?;
-    if saved.model != run.model {
-        bail!(
-            "cannot resume {}: its model config differs from this one\n  run:    {}\n  config: {}",
-            dir.display(),
-            serde_json::to_string(&saved.model)?,
-            serde_json::to_string(&run.model)?
-        )
-    }
-    if saved.task != run.task || saved.seed != run.seed {
-        bail!("cannot resume {}: its task config or seed differs from this one", dir.display())
+    let state: TrainerState = rundir::read_json(&last.join(STATE_FILE))?;
+    for change in resume_changes(&saved, run, state.step, dir, allow_changes)? {
+        tracing::warn!("--allow-changes: {change}");
+        eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.display());
     }
     params.load_safetensors(&last.join(attnlab_model::checkpoint::MODEL_FILE))?;
     opt.load(&last.join(OPTIMIZER_FILE))?;
-    rundir::read_json(&last.join(STATE_FILE))
+    guard::check_weights(params, state.step, dir)?;
+    Ok(state)
 }

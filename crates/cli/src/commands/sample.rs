@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use attnlab_model::checkpoint::TOKENIZER_FILE;
-use attnlab_model::{Checkpoint, Sampling, generate};
+use attnlab_model::{Checkpoint, Sampling, generate_masked};
 use attnlab_train::RunDir;
 use attnlab_train::tasks::tokenizer::TextTokenizer;
 use candle_core::Device;
@@ -15,9 +15,9 @@ use clap::Args;
 pub struct SampleArgs {
     /// Run directory, checkpoint directory (e.g. RUN/best) or hub:owner/repo.
     pub run: PathBuf,
-    /// Text to continue (default: a newline).
-    #[arg(long, default_value = "\n")]
-    pub prompt: String,
+    /// Text to continue (default: a newline, when the vocabulary has one).
+    #[arg(long)]
+    pub prompt: Option<String>,
     /// Number of tokens to generate.
     #[arg(long, default_value_t = 500)]
     pub tokens: usize,
@@ -39,9 +39,18 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let target = RunDir::new(&args.run).checkpoint_dir().unwrap_or_else(|| args.run.clone());
     let ckpt =
         Checkpoint::load(&target, &device).with_context(|| format!("loading {}", args.run.display()))?;
+    ckpt.ensure_finite()?;
     let tokenizer = load_tokenizer(&ckpt.dir)?;
     let gpt = ckpt.model.as_gpt().context("sampling needs a GPT checkpoint")?;
-    let prompt = tokenizer.encode(&args.prompt).context("encoding --prompt")?;
+    let prompt_text = args.prompt.clone().unwrap_or_else(|| "\n".to_string());
+    let prompt = match (&args.prompt, tokenizer.encode(&prompt_text)) {
+        (_, Ok(ids)) => ids,
+        (Some(_), Err(e)) => return Err(e.context("encoding --prompt")),
+        (None, Err(_)) => bail!(
+            "the default prompt (a newline) is not in this model's vocabulary ({}); give one with --prompt TEXT",
+            ckpt.dir.join(TOKENIZER_FILE).display()
+        ),
+    };
     if prompt.is_empty() {
         bail!("--prompt encodes to no tokens; give some text")
     }
@@ -50,8 +59,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
         top_k: (args.top_k > 0).then_some(args.top_k),
         seed: args.seed,
     };
-    let ids = generate(gpt, &prompt, args.tokens, &sampling).context("generating")?;
-    println!("{}{}", args.prompt, tokenizer.decode(&ids)?);
+    let allowed = tokenizer.decodable_ids(gpt.config().vocab_size);
+    let ids = generate_masked(gpt, &prompt, args.tokens, &sampling, &allowed).context("generating")?;
+    println!("{prompt_text}{}", tokenizer.decode(&ids)?);
     Ok(())
 }
 

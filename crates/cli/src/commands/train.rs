@@ -21,6 +21,11 @@ pub struct TrainArgs {
     /// Continue the run in DIR from its last checkpoint.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// With --resume: accept `--set` changes that alter the run's past (learning rate,
+    /// schedule length, batch size, ...), printing each; without it they are refused.
+    /// To add steps without changing the schedule, also set train.lr_decay_steps to the old steps.
+    #[arg(long, requires = "resume")]
+    pub allow_changes: bool,
 }
 
 /// Trains; Ctrl-C saves the last checkpoint and exits with an error naming it.
@@ -35,6 +40,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let device = Device::cuda_if_available(0)?;
     let mut opts = TrainOptions::new(&device);
     opts.resume = args.resume.is_some();
+    opts.allow_changes = args.allow_changes;
     opts.progress_bar = true;
     tracing::info!(out = %out.display(), "training");
     match attnlab_train::train(&run, &out, &opts) {

@@ -4,6 +4,8 @@
 //! RUN/config.json      the resolved run config (its `model` key is the ModelConfig)
 //! RUN/metrics.jsonl    one MetricLine a line (train and val)
 //! RUN/summary.json     the Summary, written when the run finishes
+//! RUN/inputs.json      what the result depends on beyond the config (corpus, tokenizer hashes)
+//! RUN/.lock            the run's lock (see `crate::lock`), held while a process trains it
 //! RUN/last/            the latest checkpoint (+ optimizer.safetensors, trainer_state.json)
 //! RUN/best/            the best-validation checkpoint
 //! ```
@@ -32,6 +34,9 @@ pub const CONFIG_FILE: &str = checkpoint::CONFIG_FILE;
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The end-of-run summary.
 pub const SUMMARY_FILE: &str = "summary.json";
+/// What the result depends on beyond the config (corpus and tokenizer hashes), see
+/// `Task::inputs`.
+pub const INPUTS_FILE: &str = "inputs.json";
 /// Sub-directory holding the latest checkpoint.
 pub const LAST_DIR: &str = checkpoint::LAST_DIR;
 /// Sub-directory holding the best-validation checkpoint.
@@ -88,6 +93,22 @@ impl RunDir {
     /// `RUN/summary.json`.
     pub fn summary_path(&self) -> PathBuf {
         self.root.join(SUMMARY_FILE)
+    }
+
+    /// `RUN/inputs.json`.
+    pub fn inputs_path(&self) -> PathBuf {
+        self.root.join(INPUTS_FILE)
+    }
+
+    /// The recorded inputs (`RUN/inputs.json`: corpus and tokenizer hashes), `None` when the
+    /// run has none (older runs, tasks without inputs); a file that is not JSON is an error
+    /// naming it.
+    pub fn read_inputs(&self) -> anyhow::Result<Option<serde_json::Value>> {
+        let path = self.inputs_path();
+        if !path.is_file() {
+            return Ok(None);
+        }
+        read_json(&path).map(Some)
     }
 
     /// `RUN/last/`, the latest checkpoint (the one a run resumes from).

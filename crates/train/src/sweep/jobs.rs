@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::one::{Outcome, RetryPolicy, run_one};
 use super::progress::SweepProgress;
 use super::record::{self, Failure, PlannedRecord};
 use super::{PlannedRun, Shard, runs_dir};
 use crate::interrupt::stop_requested;
+use crate::outputs::{Writer, check_output};
 use crate::{TrainOptions, rundir};
 
 /// How the runs are trained.
@@ -76,29 +77,13 @@ impl std::fmt::Display for SweepInterrupted {
 
 impl std::error::Error for SweepInterrupted {}
 
-/// Refuses an output directory that is a run directory or lies inside one: a sweep writes only
-/// into directories it made.
-pub fn check_out_dir(out: &Path) -> Result<()> {
-    let abs = std::path::absolute(out).with_context(|| format!("resolving {}", out.display()))?;
-    for dir in abs.ancestors() {
-        if rundir::config_path(dir).is_file() || rundir::can_resume(dir) {
-            bail!(
-                "--out {}: {} holds a run (config.json / last/) that this sweep did not make; \
-                 choose another output directory",
-                out.display(),
-                dir.display()
-            )
-        }
-    }
-    Ok(())
-}
-
 /// Trains the runs of `opts.shard` under `out/runs/` that have not finished, resuming
 /// interrupted ones and recording failed ones. Every run directory is checked against the plan
 /// before anything trains. Ctrl-C: a [`SweepInterrupted`] (children) or
 /// [`crate::Interrupted`] (in-process) error once every job has saved.
 pub fn run_sweep(runs: &[PlannedRun], out: &Path, opts: &SweepOptions) -> Result<SweepResult> {
-    check_out_dir(out)?;
+    // A sweep writes only into directories it made: never a run, a checkpoint or inside one.
+    check_output(out, &[], Writer::Sweep)?;
     let selected: Vec<&PlannedRun> = runs.iter().filter(|r| opts.shard.holds(&r.name)).collect();
     for run in &selected {
         record::preflight(run, &run.dir(out))?;

@@ -20,12 +20,12 @@
 //! the sweep goes on with the others.
 //!
 //! Modules: [`plan`] (expansion), [`naming`] (safe, distinct directory names), [`shard`]
-//! (stable assignment to shards), [`lock`] (claiming a run directory), [`record`] (the sweep's
+//! (stable assignment to shards), [`record`] (the sweep's
 //! files in a run directory), [`one`] (training one planned run), [`jobs`] (the scheduler),
-//! [`progress`] (what the user sees while it runs).
+//! [`progress`] (what the user sees while it runs). A run is claimed with the one run-directory
+//! lock, [`crate::lock::RunLock`], and trained under it.
 
 pub mod jobs;
-pub mod lock;
 pub mod naming;
 pub mod one;
 pub mod plan;

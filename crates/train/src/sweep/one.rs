@@ -1,17 +1,16 @@
 //! Training one planned run of a sweep, in this process: claim the directory, check the plan,
 //! skip / resume / train, and record a failure instead of returning it.
 
-use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::PlannedRun;
-use super::lock;
 use super::record::{self, Failure, PlannedRecord};
 use crate::interrupt::Interrupted;
-use crate::rundir::{self, METRICS_FILE, SUMMARY_FILE};
+use crate::lock::{self, RunLock};
+use crate::rundir;
 use crate::{RunConfig, TrainOptions, is_finished};
 
 /// What happened to one run when the sweep ran.
@@ -55,7 +54,7 @@ pub struct RetryPolicy {
 /// (Ctrl-C) is returned as an [`Interrupted`] error; errors before training (a directory the
 /// sweep did not plan, a stale plan) are returned as errors.
 pub fn run_one(run: &PlannedRun, dir: &Path, opts: &TrainOptions, retry: RetryPolicy) -> Result<Outcome> {
-    let Some(claim) = lock::try_claim(dir)? else {
+    let Some(claim) = RunLock::try_claim(dir)? else {
         return Ok(Outcome::Busy { holder: lock::holder(dir) });
     };
     if let Some(previous) = &claim.took_over {
@@ -71,19 +70,13 @@ pub fn run_one(run: &PlannedRun, dir: &Path, opts: &TrainOptions, retry: RetryPo
         }
         Failure::clear(dir)?;
     }
+    // A run interrupted or failed before its first checkpoint is started again from step 0 by
+    // the trainer (its stale files are removed there).
     let mut opts = opts.clone();
     opts.resume = rundir::can_resume(dir);
-    if !opts.resume {
-        // Interrupted or failed before its first checkpoint: nothing to keep but stale files.
-        for f in [METRICS_FILE, SUMMARY_FILE, attnlab_model::checkpoint::CONFIG_FILE] {
-            let p = dir.join(f);
-            if p.exists() {
-                fs::remove_file(&p).with_context(|| format!("removing stale {}", p.display()))?;
-            }
-        }
-    }
-    // The claim is held until the outcome (or the failure record) is written.
-    match crate::train(&run.config, dir, &opts) {
+    // Trained under the claim (one lock per process and directory), held until the outcome
+    // (or the failure record) is written.
+    match crate::train_claimed(&run.config, &claim, &opts) {
         Ok(_) if opts.resume => Ok(Outcome::Resumed),
         Ok(_) => Ok(Outcome::Trained),
         Err(e) if e.downcast_ref::<Interrupted>().is_some() => Err(e),

@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{PlannedRun, lock};
+use super::PlannedRun;
+use crate::guard::Diverged;
+use crate::lock;
 use crate::rundir::{self, read_json, write_json};
 
 /// The plan a sweep made for a run directory.
@@ -100,17 +102,33 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Records `error` as the failure of the run in `dir`.
+    /// Records `error` as the failure of the run in `dir`. A [`Diverged`] error (found by
+    /// downcasting, anywhere in the chain) gives the step it names; another error's step is one
+    /// past the last training step in `metrics.jsonl`.
     pub fn record(name: &str, dir: &Path, error: &anyhow::Error) -> Result<Failure> {
-        let step = rundir::read_metrics(dir)
-            .map(|lines| {
-                lines.iter().filter(|l| l.split == rundir::Split::Train).map(|l| l.step).max().unwrap_or(0)
-            })
-            .unwrap_or(0)
-            + 1;
-        let error = format!("{error:#}");
-        let diverged = error.contains("diverged") || error.contains("non-finite");
-        let failure = Failure { name: name.to_string(), step, diverged, error };
+        let diverged = error.chain().find_map(|e| e.downcast_ref::<Diverged>());
+        let step = match diverged {
+            Some(d) => d.step,
+            None => {
+                rundir::read_metrics(dir)
+                    .map(|lines| {
+                        lines
+                            .iter()
+                            .filter(|l| l.split == rundir::Split::Train)
+                            .map(|l| l.step)
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .unwrap_or(0)
+                    + 1
+            }
+        };
+        let failure = Failure {
+            name: name.to_string(),
+            step,
+            diverged: diverged.is_some(),
+            error: format!("{error:#}"),
+        };
         write_json(&dir.join(FAILURE_FILE), &failure)
             .with_context(|| format!("recording the failure of {}", dir.display()))?;
         Ok(failure)
@@ -159,7 +177,7 @@ pub enum RunState {
 impl RunState {
     /// The state of the run directory `dir`.
     pub fn of(dir: &Path) -> RunState {
-        if lock::is_claimed(dir) {
+        if lock::is_locked(dir) {
             RunState::Running
         } else if rundir::is_finished(dir) {
             RunState::Finished

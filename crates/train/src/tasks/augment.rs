@@ -13,6 +13,7 @@ use super::TaskConfig;
 use super::moons::Points;
 use super::prototype::PrototypeTask;
 use crate::config::RunConfig;
+use crate::outputs::{AUGMENT_FILE, Writer, check_output};
 
 /// What one augmentation did.
 #[derive(Debug, Clone, Serialize)]
@@ -49,7 +50,9 @@ pub fn augment_run(
     out: &Path,
 ) -> Result<AugmentReport> {
     let device = Device::Cpu;
+    check_output(out, &[run], Writer::Augment)?;
     let ckpt = Checkpoint::load(run, &device).with_context(|| format!("loading {}", run.display()))?;
+    ckpt.ensure_finite()?;
     let Some(net) = ckpt.model.as_prototype() else {
         bail!(
             "augmentation needs a prototype-network run, but {} holds a `{}` model",
@@ -82,7 +85,7 @@ pub fn augment_run(
         changed_predictions: before.iter().zip(&after).filter(|(a, b)| a != b).count(),
     };
     let json = serde_json::to_vec_pretty(&report)?;
-    Checkpoint::save(out, &config, &aug.params, &[("augment.json", &json)])
+    Checkpoint::save(out, &config, &aug.params, &[(AUGMENT_FILE, &json)])
         .with_context(|| format!("saving the augmented checkpoint to {}", out.display()))?;
     Ok(report)
 }

@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::report::{Column, Source, TaskReport, TaskScores, Unit, nats_to_bits};
 use super::tokenizer::{TextTokenizer, check_bpe_vocab};
@@ -132,6 +133,8 @@ impl TextConfig {
 /// The text task: tokenized corpus, split, and fixed validation batches.
 pub struct TextTask {
     tokenizer: TextTokenizer,
+    /// SHA-256 of the corpus text (after a byte-order mark is dropped).
+    corpus_sha256: String,
     train: Vec<u32>,
     block_size: usize,
     val: Vec<Batch>,
@@ -174,7 +177,8 @@ impl TextTask {
         let val = (0..eval_batches)
             .map(|_| windows(val, block_size, batch_size, &mut rng, device))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { tokenizer, train: train.to_vec(), block_size, val, device: device.clone() })
+        let corpus_sha256 = sha256_hex(text.as_bytes());
+        Ok(Self { tokenizer, corpus_sha256, train: train.to_vec(), block_size, val, device: device.clone() })
     }
 
     /// The tokenizer.
@@ -188,6 +192,12 @@ impl TextTask {
     }
 }
 
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn corpus_path(cfg: &TextConfig, hub: &HubOptions) -> Result<PathBuf> {
     match HubRef::parse(&cfg.corpus) {
         Some(r) => {
@@ -199,9 +209,13 @@ fn corpus_path(cfg: &TextConfig, hub: &HubOptions) -> Result<PathBuf> {
     }
 }
 
-/// Reads a corpus file: it must exist, be non-empty and be UTF-8.
+/// Reads a corpus file: it must exist, be non-empty and be UTF-8. A leading byte-order mark
+/// (U+FEFF) is a marker of the file, not text, and is dropped.
 pub fn read_corpus(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
+    let mut bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
+    if bytes.starts_with("\u{feff}".as_bytes()) {
+        bytes.drain(..3);
+    }
     if bytes.is_empty() {
         bail!("corpus {} is empty", path.display())
     }
@@ -218,7 +232,9 @@ fn build_tokenizer(cfg: &TextConfig, text: &str, corpus: &Path, hub: &HubOptions
     let name = cfg.tokenizer.as_str();
     match TokenizerKind::of(name) {
         TokenizerKind::Char => TextTokenizer::char_level(text),
-        TokenizerKind::Bpe => TextTokenizer::train_bpe(corpus, cfg.bpe_vocab_size),
+        // The text as read (byte-order mark dropped), not the file: a BOM is not text.
+        TokenizerKind::Bpe => TextTokenizer::train_bpe_on(text, cfg.bpe_vocab_size)
+            .with_context(|| format!("training BPE on {}", corpus.display())),
         TokenizerKind::Hub => match HubRef::parse(name) {
             Some(r) => TextTokenizer::from_hub(&r?, hub),
             None => bail!("`{name}` is not a hub reference"),
@@ -282,6 +298,15 @@ impl Task for TextTask {
             val_bits_per_token: (!char_level).then_some(bits),
             vocab_size: self.tokenizer.vocab_size(),
         }))
+    }
+
+    fn inputs(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("corpus_sha256".into(), Value::from(self.corpus_sha256.clone()));
+        if let Ok(json) = self.tokenizer.to_json() {
+            m.insert("tokenizer_sha256".into(), Value::from(sha256_hex(json.as_bytes())));
+        }
+        m
     }
 
     fn checkpoint_files(&self) -> Result<Vec<(String, Vec<u8>)>> {

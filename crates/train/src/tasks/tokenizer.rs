@@ -18,10 +18,21 @@ use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 
 /// A tokenizer with a fast path for the character level.
+///
+/// Token ids are the user's: Hugging Face's loader renumbers an added token whose id lies past
+/// the model's vocabulary (40 becomes 10 when the vocabulary has 10 entries), so the ids the
+/// file gives are kept in a map and translated on the way in and out, and the file's own text
+/// is what a checkpoint saves.
 pub struct TextTokenizer {
     inner: Tokenizer,
     /// Character -> id, for character-level tokenizers (encoding a large corpus char by char).
     chars: Option<HashMap<char, u32>>,
+    /// The `tokenizer.json` text saved with checkpoints.
+    json: String,
+    /// Loader id -> the file's id, for added tokens the loader renumbered.
+    to_user: HashMap<u32, u32>,
+    /// The file's id -> loader id (inverse of `to_user`).
+    from_user: HashMap<u32, u32>,
 }
 
 impl TextTokenizer {
@@ -44,8 +55,15 @@ impl TextTokenizer {
         Self::from_json(&json.to_string())
     }
 
-    /// A byte-level BPE tokenizer with `vocab_size` entries trained on the file `corpus`.
+    /// A byte-level BPE tokenizer with `vocab_size` entries trained on the file `corpus` (read
+    /// as a corpus: a leading byte-order mark is dropped).
     pub fn train_bpe(corpus: &Path, vocab_size: usize) -> Result<Self> {
+        let text = super::text::read_corpus(corpus)?;
+        Self::train_bpe_on(&text, vocab_size).with_context(|| format!("training BPE on {}", corpus.display()))
+    }
+
+    /// A byte-level BPE tokenizer with `vocab_size` entries trained on `text`.
+    pub fn train_bpe_on(text: &str, vocab_size: usize) -> Result<Self> {
         let mut tokenizer = Tokenizer::new(BPE::default());
         tokenizer.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
         tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
@@ -56,12 +74,10 @@ impl TextTokenizer {
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build();
         let mut trainer = TrainerWrapper::BpeTrainer(trainer);
-        let file = corpus.to_string_lossy().into_owned();
-        tokenizer
-            .train_from_files(&mut trainer, vec![file])
-            .map_err(Error::from_boxed)
-            .with_context(|| format!("training BPE on {}", corpus.display()))?;
-        Ok(Self { inner: tokenizer, chars: None })
+        tokenizer.train(&mut trainer, text.split_inclusive('\n')).map_err(Error::from_boxed)?;
+        let json =
+            tokenizer.to_string(true).map_err(Error::from_boxed).context("serialising the tokenizer")?;
+        Self::from_json(&json)
     }
 
     /// Loads a `tokenizer.json` file.
@@ -76,16 +92,41 @@ impl TextTokenizer {
         Self::from_file(&path)
     }
 
-    /// Parses the JSON of a `tokenizer.json`.
+    /// Parses the JSON of a `tokenizer.json`; the ids it gives are kept (see [`TextTokenizer`]).
     pub fn from_json(json: &str) -> Result<Self> {
-        let inner: Tokenizer = json.parse().map_err(Error::from_boxed).context("invalid tokenizer.json")?;
+        // Syntax first: the tokenizers loader panics on some malformed files instead of erroring.
+        serde_json::from_str::<serde_json::Value>(json)
+            .map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
+        let parsed = std::panic::catch_unwind(|| json.parse::<Tokenizer>());
+        let inner = match parsed {
+            Ok(result) => result.map_err(Error::from_boxed).context("invalid tokenizer.json")?,
+            Err(_) => bail!("invalid tokenizer.json: the tokenizers library could not read its structure"),
+        };
         let chars = char_vocab(&inner);
-        Ok(Self { inner, chars })
+        let (to_user, from_user) = added_id_map(json, &inner)?;
+        Ok(Self { inner, chars, json: json.to_string(), to_user, from_user })
     }
 
-    /// Number of token ids.
+    /// Number of ids a model needs: the largest id + 1 (ids may have holes).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        let ids = self.inner.get_vocab(true).into_values().map(|id| self.user_id(id));
+        ids.max().map_or(0, |m| m as usize + 1)
+    }
+
+    /// For each id below `n`, whether the tokenizer can decode it (holes and ids past the
+    /// vocabulary cannot be): the mask a sampler applies so no such id reaches the text.
+    pub fn decodable_ids(&self, n: usize) -> Vec<bool> {
+        let mut mask = vec![false; n];
+        for id in self.inner.get_vocab(true).into_values().map(|id| self.user_id(id)) {
+            if let Some(slot) = mask.get_mut(id as usize) {
+                *slot = true;
+            }
+        }
+        mask
+    }
+
+    fn user_id(&self, id: u32) -> u32 {
+        self.to_user.get(&id).copied().unwrap_or(id)
     }
 
     /// Whether this is the character-level tokenizer (one token per character).
@@ -106,19 +147,27 @@ impl TextTokenizer {
         let mut ids = Vec::with_capacity(text.len() / 3);
         for chunk in chunks(text, 1 << 16) {
             let enc = self.inner.encode(chunk, false).map_err(Error::from_boxed).context("tokenizing")?;
-            ids.extend_from_slice(enc.get_ids());
+            ids.extend(enc.get_ids().iter().map(|&id| self.user_id(id)));
         }
         Ok(ids)
     }
 
-    /// Text of token ids.
+    /// Text of token ids; an id the tokenizer cannot decode is an error naming it.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(Error::from_boxed).context("decoding")
+        let inner: Vec<u32> = ids.iter().map(|id| self.from_user.get(id).copied().unwrap_or(*id)).collect();
+        for (&user, id) in ids.iter().zip(&inner) {
+            if self.inner.id_to_token(*id).is_none()
+                || (self.to_user.contains_key(id) && !self.from_user.contains_key(&user))
+            {
+                bail!("token id {user} is not in the tokenizer's vocabulary")
+            }
+        }
+        self.inner.decode(&inner, false).map_err(Error::from_boxed).context("decoding")
     }
 
-    /// The Hugging Face `tokenizer.json` text.
+    /// The `tokenizer.json` text (the file's own text for a loaded tokenizer, so its ids stay).
     pub fn to_json(&self) -> Result<String> {
-        self.inner.to_string(true).map_err(Error::from_boxed).context("serialising the tokenizer")
+        Ok(self.json.clone())
     }
 
     /// The wrapped Hugging Face tokenizer.
@@ -144,6 +193,32 @@ fn char_vocab(tok: &Tokenizer) -> Option<HashMap<char, u32>> {
         }
     }
     Some(map)
+}
+
+/// The added tokens whose id in the file differs from the loader's: (loader -> file, file -> loader).
+fn added_id_map(json: &str, tok: &Tokenizer) -> Result<(HashMap<u32, u32>, HashMap<u32, u32>)> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| anyhow!("invalid tokenizer.json: {e}"))?;
+    let (mut to_user, mut from_user) = (HashMap::new(), HashMap::new());
+    let added = value.get("added_tokens").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+    for token in added {
+        let (Some(content), Some(file_id)) =
+            (token.get("content").and_then(|c| c.as_str()), token.get("id").and_then(|i| i.as_u64()))
+        else {
+            continue;
+        };
+        let file_id = u32::try_from(file_id)
+            .map_err(|_| anyhow!("added token {content:?}: id {file_id} is too large"))?;
+        let Some(loaded) = tok.token_to_id(content) else { continue };
+        if loaded != file_id {
+            if tok.id_to_token(file_id).is_some_and(|t| t != content) {
+                bail!("added token {content:?} has id {file_id}, which the vocabulary gives to another token")
+            }
+            to_user.insert(loaded, file_id);
+            from_user.insert(file_id, loaded);
+        }
+    }
+    Ok((to_user, from_user))
 }
 
 /// Splits `text` into pieces of about `size` bytes that end after a newline (or at the end).
