@@ -40,7 +40,10 @@ impl Cluster {
     }
 
     fn sbatch(&self, args: &[&str]) -> Output {
-        Command::new("sbatch")
+        // `timeout`: a job that never completes fails the test with its logs instead of hanging CI.
+        Command::new("timeout")
+            .arg("300")
+            .arg("sbatch")
             .env("SLURM_CONF", &self.conf)
             .env("ATTNLAB", env!("CARGO_BIN_EXE_attnlab"))
             .env("RUST_LOG", "warn")

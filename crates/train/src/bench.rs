@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use attnlab_model::fused::profile::{OpKind, OpTimes, Pass};
-use attnlab_model::{GptConfig, MetricKind, Model, ModelConfig, fused};
+use attnlab_model::{GptConfig, MetricKind, Model, ModelConfig, PosKind, QkNorm, fused};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +26,9 @@ pub struct Shape {
     pub steps: usize,
     /// Untimed warm-up steps.
     pub warmup: usize,
+    /// The modern recipe's attention (`qk_norm = "rms"`, `pos = "rope"`, `learn_scale = true`)
+    /// instead of the nanoGPT one (learned positions, no qk-norm, fixed scale).
+    pub modern: bool,
 }
 
 /// One metric's result (a line of `--json` output's `results`).
@@ -117,11 +120,17 @@ impl KindSamples {
     }
 }
 
-/// The GPT of issue 6: 4 layers, 4 heads, width 128, vocabulary 65.
-pub fn model_config(metric: MetricKind, block_size: usize) -> GptConfig {
+/// The GPT of issue 6: 4 layers, 4 heads, width 128, vocabulary 65; with `modern`, RMS qk-norm,
+/// RoPE on every dimension and a learned per-head score scale (`configs/shakespeare_char_modern.toml`).
+pub fn model_config(metric: MetricKind, block_size: usize, modern: bool) -> GptConfig {
     let mut cfg = GptConfig::baby_char(65);
     cfg.block_size = block_size;
     cfg.attention.metric = metric;
+    if modern {
+        cfg.qk.qk_norm = QkNorm::Rms;
+        cfg.pos.pos = PosKind::Rope;
+        cfg.attention.learn_scale = true;
+    }
     cfg
 }
 
@@ -174,7 +183,7 @@ fn batch(rng: &mut ChaCha8Rng, s: &Shape, device: &Device) -> Result<(Tensor, Te
 /// (fused kernels as set by `attnlab_model::fused::set_enabled`). Switches the kernel timers
 /// ([`fused::profile`]) on for the process.
 pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult> {
-    let cfg = ModelConfig::Gpt(model_config(metric, s.block_size));
+    let cfg = ModelConfig::Gpt(model_config(metric, s.block_size, s.modern));
     let (model, params) = Model::init(&cfg, 1337, device)?;
     let gpt = model.as_gpt().context("bench model is a GPT")?;
     // torch_gpt.py's optimiser: lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices, clip 1.0.

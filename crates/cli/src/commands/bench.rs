@@ -31,7 +31,7 @@ pub struct BenchArgs {
     /// Sequences per step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Fused kernels to use: `all`, `none`, or a comma list of attn,flash,norm,gelu,ce,linear.
+    /// Fused kernels to use: `all`, `none`, or a comma list of weights,tiles,norm,gelu,ce,linear (old names attn, flash still work).
     #[arg(long, default_value = "all")]
     fused: String,
     /// Device: `cpu` or `cuda` (needs the `cuda` feature).
@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// The modern recipe's attention: RMS qk-norm, RoPE and a learned score scale.
+    #[arg(long)]
+    modern: bool,
     /// Internal: run the single metric in this process and print its result as JSON.
     #[arg(long, hide = true)]
     child: bool,
@@ -79,6 +82,7 @@ impl BenchArgs {
             batch_size: self.batch_size,
             steps: self.steps,
             warmup: self.warmup,
+            modern: self.modern,
         })
     }
 
@@ -135,6 +139,7 @@ fn spawn_child(args: &BenchArgs, metric: MetricKind) -> Result<BenchResult> {
         .args(["--steps", &args.steps.to_string(), "--warmup", &args.warmup.to_string()])
         .args(["--block-size", &args.block_size.to_string(), "--batch-size", &args.batch_size.to_string()])
         .args(["--fused", &args.fused, "--device", &args.device])
+        .args(args.modern.then_some("--modern"))
         .output()
         .context("starting the benchmark child process")?;
     if !out.status.success() {
