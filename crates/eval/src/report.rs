@@ -45,11 +45,14 @@ pub struct Report {
 pub struct ReportOptions {
     /// The metric configurations are compared with (default `dot`).
     pub baseline: String,
+    /// Written by a sweep into its own `OUT/report` (anywhere else inside a sweep directory is
+    /// refused).
+    pub sweep_report: bool,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        Self { baseline: DEFAULT_BASELINE.to_string() }
+        Self { baseline: DEFAULT_BASELINE.to_string(), sweep_report: false }
     }
 }
 
@@ -137,7 +140,9 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
         anyhow::bail!("no run directories given")
     }
     let inputs: Vec<&Path> = run_dirs.iter().map(PathBuf::as_path).collect();
-    attnlab_train::check_output(out, &inputs, attnlab_train::Writer::Report)?;
+    let writer =
+        if options.sweep_report { attnlab_train::Writer::SweepReport } else { attnlab_train::Writer::Report };
+    attnlab_train::check_output(out, &inputs, writer)?;
     let (runs, duplicates, not_started) = crate::screen::load_runs(run_dirs)?;
     if runs.is_empty() {
         anyhow::bail!("no run to report on: {} has no metrics yet", not_started.join(", "))

@@ -41,7 +41,8 @@ fn in_process(opts: &TrainOptions) -> SweepOptions {
 fn run_sweep(runs: &[PlannedRun], out: &Path, opts: &TrainOptions) -> anyhow::Result<Vec<Outcome>> {
     let result = sweep::run_sweep(runs, out, &in_process(opts))?;
     let dirs: Vec<PathBuf> = runs.iter().map(|r| r.dir(out)).collect();
-    attnlab_eval::write_report(&dirs, &sweep::report_dir(out))?;
+    let options = attnlab_eval::ReportOptions { sweep_report: true, ..Default::default() };
+    attnlab_eval::write_report_with(&dirs, &sweep::report_dir(out), &options)?;
     Ok(result.outcomes.into_iter().map(|(_, o)| o).collect())
 }
 

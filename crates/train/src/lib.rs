@@ -23,7 +23,7 @@ pub use config::{RunConfig, TrainConfig};
 pub use guard::Diverged;
 pub use interrupt::Interrupted;
 pub use lock::RunLock;
-pub use outputs::{Writer, check_output};
+pub use outputs::{SWEEP_FILE, Writer, check_output};
 pub use rundir::{RunDir, Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
 pub use tasks::{TaskConfig, TaskEnv, TaskScores, build_task};

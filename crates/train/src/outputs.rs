@@ -21,7 +21,13 @@ pub enum Writer {
     Report,
     /// `sweep --out`: a sweep directory (`runs/`, `report/`), never a run or checkpoint.
     Sweep,
+    /// A sweep's own report (`OUT/report`), the one report allowed inside a sweep directory.
+    SweepReport,
 }
+
+/// File that marks a sweep directory (`OUT/sweep.json`, the sweep's plan): `eval --out` never
+/// writes into one, which holds runs the report did not make and the sweep's own report.
+pub const SWEEP_FILE: &str = "sweep.json";
 
 /// File an augmented checkpoint carries (its report), which marks it as `augment`'s own.
 pub const AUGMENT_FILE: &str = "augment.json";
@@ -51,6 +57,19 @@ pub fn check_output(out: &Path, inputs: &[&Path], writer: Writer) -> Result<()> 
             )
         }
     }
+    if writer == Writer::Report {
+        let mut dir = Some(out_abs.as_path());
+        while let Some(d) = dir {
+            if d.join(SWEEP_FILE).is_file() {
+                bail!(
+                    "output {} is inside the sweep directory {} (its runs and report are the sweep's): choose a directory outside it",
+                    out.display(),
+                    d.display()
+                )
+            }
+            dir = d.parent();
+        }
+    }
     let mut ancestor = out_abs.parent();
     while let Some(dir) = ancestor {
         if holds_run(dir) || holds_checkpoint(dir) {
@@ -67,7 +86,9 @@ pub fn check_output(out: &Path, inputs: &[&Path], writer: Writer) -> Result<()> 
         Writer::Augment => {
             (holds_run(&out_abs) || holds_checkpoint(&out_abs)) && !out_abs.join(AUGMENT_FILE).is_file()
         }
-        Writer::Report | Writer::Sweep => holds_run(&out_abs) || holds_checkpoint(&out_abs),
+        Writer::Report | Writer::Sweep | Writer::SweepReport => {
+            holds_run(&out_abs) || holds_checkpoint(&out_abs)
+        }
     };
     if foreign {
         bail!(

@@ -202,6 +202,16 @@ fn outputs_never_overlap_inputs_or_foreign_runs() -> anyhow::Result<()> {
     // Replacing a directory that contains the input is refused; a report beside runs is fine.
     check_output(tmp.path(), &[&run], Writer::Augment).expect_err("contains the input");
     check_output(&tmp.path().join("report"), &[&run], Writer::Report)?;
+    // A sweep directory (marked by its plan): only the sweep's own report may be written in it;
+    // `eval --out` into it, its `runs/` or its `report/` is refused.
+    let sweep = tmp.path().join("sweep");
+    std::fs::create_dir_all(sweep.join("runs"))?;
+    std::fs::write(sweep.join(attnlab_train::SWEEP_FILE), "{}")?;
+    for out in [sweep.clone(), sweep.join("runs"), sweep.join("report")] {
+        let err = format!("{:#}", check_output(&out, &[&run], Writer::Report).expect_err("sweep dir"));
+        assert!(err.contains("sweep directory"), "{}: {err}", out.display());
+    }
+    check_output(&sweep.join("report"), &[&run], Writer::SweepReport)?;
     // A directory holding a run the command did not make.
     let other = tmp.path().join("other");
     train(&common::run_from_toml(&common::recall_toml("dot", 2), &[])?, &other, &opts())?;

@@ -106,8 +106,8 @@ fn write_plan(runs: &[PlannedRun], out: &Path) -> Result<()> {
         .iter()
         .map(|r| serde_json::json!({"name": r.name, "base": r.base, "grid": r.grid, "dir": r.dir(out)}))
         .collect();
-    let path = out.join("sweep.json");
-    let tmp = out.join(format!(".sweep.json.{}.tmp", std::process::id()));
+    let path = out.join(crate::outputs::SWEEP_FILE);
+    let tmp = out.join(format!(".{}.{}.tmp", crate::outputs::SWEEP_FILE, std::process::id()));
     fs::write(&tmp, serde_json::to_vec_pretty(&plan)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))

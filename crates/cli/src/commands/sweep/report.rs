@@ -27,7 +27,8 @@ pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
     }
     let report_dir = sweep::report_dir(out);
     if !finished.is_empty() {
-        attnlab_eval::write_report(&finished, &report_dir)?;
+        let options = attnlab_eval::ReportOptions { sweep_report: true, ..Default::default() };
+        attnlab_eval::write_report_with(&finished, &report_dir, &options)?;
     }
     unfinished::write(&report_dir, &missing, finished.is_empty())?;
     println!("report of {} finished run(s): {}", finished.len(), report_dir.join("report.md").display());
