@@ -250,8 +250,14 @@ pub fn strict<T: Serialize + DeserializeOwned>(value: Value, root: &str) -> Resu
     let typed: std::result::Result<T, _> = serde_path_to_error::deserialize(value.clone());
     if let Err(e) = typed {
         let path = e.path().to_string();
-        let at = if path == "." || path.is_empty() { root.to_string() } else { format!("{root}.{path}") };
-        bail!("{at}: {}", e.into_inner())
+        let inner = e.into_inner().to_string();
+        let at = if path == "." || path.is_empty() {
+            // serde loses the path inside flattened structs: name the one key holding the bad value.
+            key_holding(&value, &inner).map_or(root.to_string(), |k| format!("{root}.{k}"))
+        } else {
+            format!("{root}.{path}")
+        };
+        bail!("{at}: {inner}")
     }
     from_value_strict::<T>(value.clone(), root).map_err(|msg| {
         let hint = valid_keys::<T>(&value, &msg).map_or(String::new(), |(at, keys)| {
@@ -259,6 +265,24 @@ pub fn strict<T: Serialize + DeserializeOwned>(value: Value, root: &str) -> Resu
         });
         anyhow::Error::msg(format!("{msg}{hint}"))
     })
+}
+
+/// The one top-level key of `value` whose scalar value is quoted in serde's message `msg`
+/// (``unknown variant `rmss` ``, `invalid type: string "yes"`), if exactly one is.
+fn key_holding(value: &Value, msg: &str) -> Option<String> {
+    let quoted: Vec<&str> = msg.split(['`', '"']).skip(1).step_by(2).collect();
+    let mut keys = value.as_object()?.iter().filter(|(_, v)| {
+        let text = match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(_) | Value::Number(_) => v.to_string(),
+            _ => return false,
+        };
+        quoted.contains(&text.as_str())
+    });
+    match (keys.next(), keys.next()) {
+        (Some((k, _)), None) => Some(k.clone()),
+        _ => None,
+    }
 }
 
 /// For an ``unknown key `a.b.c` `` message about `value` read as `T`: the parent path

@@ -89,6 +89,10 @@ fn invalid_values_name_the_field() {
         ("train.batch_size=-2", "train.batch_size"),
         ("train.beta2=1.5", "train.beta2"),
         ("model.metric=euclidish", "model.metric"),
+        // Enum and bool values inside flattened model sections (serde reports no path there).
+        ("model.qk_norm=rmss", "model.qk_norm"),
+        ("model.pos=alibi", "model.pos"),
+        ("model.learn_scale=\"yes\"", "model.learn_scale"),
         ("task.n_pairs=0", "task.n_pairs"),
         ("task.seq_len=8", "task.seq_len"),
         ("seed=-1", "seed"),
