@@ -111,3 +111,30 @@ fn shards_partition_the_runs_whatever_the_grid_order() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_base_grid_replaces_or_adds_axes_for_that_base_only() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let cfg = "seed = 1\n[model]\nkind = \"gpt\"\nmetric = \"dot\"\nn_layer = 1\nn_head = 2\nn_embd = 16\n\
+               [task]\nkind = \"recall\"\nvocab_size = 16\nseq_len = 16\nn_pairs = 2\n\
+               [train]\nsteps = 10\nbatch_size = 4\nlr = 0.001\n";
+    fs::write(tmp.path().join("recall.toml"), cfg)?;
+    let text = "[[base]]\nconfig = \"recall.toml\"\nname = \"slow\"\n\
+                [[base]]\nconfig = \"recall.toml\"\nname = \"fast\"\n\
+                grid = { \"train.lr\" = [0.01, 0.1, 1.0], \"task.n_pairs\" = [2, 3] }\n\
+                [grid]\n\"train.lr\" = [0.0003, 0.001]\nseed = [1, 2]\n";
+    let path = tmp.path().join("sweep.toml");
+    fs::write(&path, text)?;
+    let runs = sweep::load(&path)?.1;
+    let lrs = |base: &str| {
+        let mut v: Vec<f64> = runs.iter().filter(|r| r.base == base).map(|r| r.config.train.lr).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
+    };
+    assert_eq!(lrs("slow"), vec![0.0003, 0.001]);
+    assert_eq!(lrs("fast"), vec![0.01, 0.1, 1.0]);
+    assert_eq!(runs.iter().filter(|r| r.base == "slow").count(), 2 * 2);
+    assert_eq!(runs.iter().filter(|r| r.base == "fast").count(), 3 * 2 * 2, "base axis added, seed kept");
+    Ok(())
+}

@@ -55,7 +55,7 @@ pub struct SweepFile {
     /// The base run configs.
     pub base: Vec<Base>,
     /// Dotted key -> list of values (or `"all"` for `model.metric`); every combination is
-    /// applied to every base.
+    /// applied to every base (a base's own `grid` replaces or adds axes for that base).
     #[serde(default)]
     pub grid: toml::Table,
 }
@@ -71,6 +71,10 @@ pub struct Base {
     /// Dotted overrides for this base.
     #[serde(default)]
     pub set: toml::Table,
+    /// Grid axes for this base alone: a key here replaces the sweep's `[grid]` axis of the same
+    /// key (e.g. a learning-rate range suited to this task), a new key adds an axis.
+    #[serde(default)]
+    pub grid: toml::Table,
 }
 
 /// One run of an expanded sweep.

@@ -32,8 +32,6 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
     if sweep.base.is_empty() {
         bail!("the sweep has no [[base]] run config")
     }
-    let axes = grid_axes(&sweep.grid)?;
-    let combos = combinations(&axes);
     let mut runs = Vec::new();
     let mut base_names = Vec::new();
     for (i, base) in sweep.base.iter().enumerate() {
@@ -52,6 +50,9 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
             base_name = format!("{base_name}-{}", i + 1);
         }
         base_names.push(base_name.clone());
+        let axes = grid_axes(&merged_grid(&sweep.grid, &base.grid))
+            .with_context(|| format!("base {base_name}"))?;
+        let combos = combinations(&axes);
         let known = RunConfig::from_value(value.clone())
             .with_context(|| format!("base {}", path.display()))?
             .to_value()?;
@@ -82,6 +83,13 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
     }
     refuse_identical(&runs)?;
     Ok(runs)
+}
+
+/// The sweep's grid with a base's own axes: the base's value for a key replaces the sweep's.
+fn merged_grid(sweep: &toml::Table, base: &toml::Table) -> toml::Table {
+    let mut grid = sweep.clone();
+    grid.extend(base.iter().map(|(k, v)| (k.clone(), v.clone())));
+    grid
 }
 
 /// The grid as `(dotted key, values)`, sorted by key; `model.metric = "all"` lists every metric.
