@@ -13,7 +13,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 use super::profile::{OpKind, Pass, Timer};
-use super::qk::QkFn;
+use super::qk::{QkFn, backward_rows, forward_rows};
 use super::rowmask::RowMask;
 use super::rows::{MetricFn, ParamUse, head_param};
 use super::tiles::{Attend, AttendBwd, Block};
@@ -104,17 +104,10 @@ impl Packed {
         Ok((b, t, self.h, c3 / (3 * self.h)))
     }
 
-    /// The qk gain of part `p` (0: q, 1: k), if any.
-    fn gain<'a>(&self, gain: &'a [f32], p: usize, d: usize) -> Option<&'a [f32]> {
-        self.gain.then(|| &gain[p * d..(p + 1) * d])
-    }
-
     /// Applies the qk transform to the gathered `q; k` `(2t, d)`, row `i` of each at position `i`.
     fn transform(&self, qk: &mut [f32], gain: &[f32], t: usize, d: usize) {
         let Some(f) = &self.qk else { return };
-        for (r, x) in qk.chunks_mut(d).enumerate() {
-            f.forward_row(x, r % t, self.gain(gain, r / t, d));
-        }
+        forward_rows(f, qk, self.gain.then_some(gain), t, d);
     }
 
     /// Whether the metric scores unit rows (`cosine`): the gathered q and k are normalised.
@@ -250,11 +243,7 @@ impl PackedBwd {
     fn raw_grads(&self, g_qk: &mut [f32], raw: &[f32], gg: &mut [f32], t: usize, d: usize) {
         let fwd = &self.fwd;
         let Some(f) = &fwd.qk else { return };
-        for (r, (gx, x)) in g_qk.chunks_mut(d).zip(raw.chunks(d)).enumerate() {
-            let p = r / t;
-            let gain = fwd.gain(&self.gain, p, d).map(|w| (w, &mut gg[p * d..(p + 1) * d]));
-            f.backward_row(gx, x, r % t, gain);
-        }
+        backward_rows(f, g_qk, raw, fwd.gain.then_some(&self.gain[..]), gg, t, d);
     }
 }
 

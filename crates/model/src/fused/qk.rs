@@ -48,6 +48,7 @@ pub struct QkFn {
 impl QkFn {
     /// Transforms one head row `x` `(d,)` at position `m` in place: qk-norm (times `gain`
     /// `(d,)`, if any), then RoPE.
+    #[inline(always)]
     pub(super) fn forward_row(&self, x: &mut [f32], m: usize, gain: Option<&[f32]>) {
         if let Some(nf) = self.norm {
             let inv = inv_norm(nf, x);
@@ -72,9 +73,9 @@ impl QkFn {
         let Some(nf) = self.norm else { return };
         let inv = inv_norm(nf, x);
         if let Some((w, gg)) = gain {
-            for i in 0..gx.len() {
-                gg[i] += gx[i] * x[i] * inv;
-                gx[i] *= w[i];
+            for (((g, acc), &xv), &wv) in gx.iter_mut().zip(gg.iter_mut()).zip(x).zip(w) {
+                *acc += *g * xv * inv;
+                *g *= wv;
             }
         }
         // gx = r (gx^ - x^ (gx^ . x^) / n) with x^ = x r.
@@ -88,20 +89,51 @@ impl QkFn {
     }
 
     /// Rotates `x` (one head row) at table row `m` by `+angle` (`sign = 1`) or `-angle` (-1).
+    #[inline(always)]
     fn rotate(&self, x: &mut [f32], m: usize, sign: f32) {
         let Some(r) = &self.rope else { return };
         let half = r.rot / 2;
         let (cos, sin) = (&r.cos[m * half..(m + 1) * half], &r.sin[m * half..(m + 1) * half]);
         let (x1, x2) = x[..r.rot].split_at_mut(half);
-        for i in 0..half {
-            let (a, b, c, s) = (x1[i], x2[i], cos[i], sign * sin[i]);
-            x1[i] = a * c - b * s;
-            x2[i] = a * s + b * c;
+        for (((a, b), &c), &s) in x1.iter_mut().zip(x2.iter_mut()).zip(cos).zip(sin) {
+            let (xa, xb, s) = (*a, *b, sign * s);
+            *a = xa * c - xb * s;
+            *b = xa * s + xb * c;
         }
     }
 }
 
+/// [`QkFn::forward_row`] on every row of `qk` `(2t, d)` (queries then keys): row `r` at position
+/// `r % t` with part `r / t` of `gain` `(2d)`; compiled per CPU.
+#[multiversion::multiversion(targets = "simd")]
+pub(super) fn forward_rows(f: &QkFn, qk: &mut [f32], gain: Option<&[f32]>, t: usize, d: usize) {
+    for (r, x) in qk.chunks_mut(d).enumerate() {
+        let p = r / t;
+        f.forward_row(x, r % t, gain.map(|g| &g[p * d..(p + 1) * d]));
+    }
+}
+
+/// [`QkFn::backward_row`] on every row of `g_qk` `(2t, d)` with the raw rows `raw`, adding the
+/// gain gradients to `gg` `(2d)` where there is a `gain` `(2d)`; compiled per CPU.
+#[multiversion::multiversion(targets = "simd")]
+pub(super) fn backward_rows(
+    f: &QkFn,
+    g_qk: &mut [f32],
+    raw: &[f32],
+    gain: Option<&[f32]>,
+    gg: &mut [f32],
+    t: usize,
+    d: usize,
+) {
+    for (r, (gx, x)) in g_qk.chunks_mut(d).zip(raw.chunks(d)).enumerate() {
+        let p = r / t;
+        let gain = gain.map(|w| (&w[p * d..(p + 1) * d], &mut gg[p * d..(p + 1) * d]));
+        f.backward_row(gx, x, r % t, gain);
+    }
+}
+
 /// `1 / sqrt(|x|^2 / n + eps)`.
+#[inline(always)]
 fn inv_norm(nf: NormFn, x: &[f32]) -> f32 {
     1.0 / (lanes::dot(x, x) / nf.n + nf.eps).sqrt()
 }
