@@ -111,8 +111,8 @@ impl MetricAttention {
         Ok((y, AttnProbe { q: q.detach(), k: k.detach() }))
     }
 
-    /// The packed route: one linear map to packed `[q | k | v]` `(b, t, 3c)`, the fused qk-norm
-    /// and RoPE on it, and the packed self-attention kernel, `(b, t, c)` before `o_proj`; `None`
+    /// The packed route: one linear map to packed `[q | k | v]` `(b, t, 3c)` and the packed
+    /// self-attention kernel (which applies qk-norm and RoPE to the rows it gathers), `(b, t, c)` before `o_proj`; `None`
     /// where the kernels decline.
     fn forward_packed(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
         let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
@@ -122,7 +122,9 @@ impl MetricAttention {
             _ => None,
         };
         let Some(qkv) = fused::linear(x, &w, b.as_ref())? else { return Ok(None) };
-        let qkv = self.qk.packed(&qkv, self.n_head)?;
-        route::packed_self_attention(&self.metric, &qkv, self.n_head, mask)
+        let (t, c) = (x.dim(1)?, x.dim(2)?);
+        let qk = self.qk.kernel(t, c / self.n_head)?;
+        let qk = qk.as_ref().map(|(f, gain)| fused::PackedQk { f, gain: gain.as_ref() });
+        route::packed_self_attention(&self.metric, &qkv, self.n_head, mask, qk)
     }
 }

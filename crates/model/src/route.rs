@@ -33,8 +33,8 @@ pub enum Job {
 /// Which implementation computes attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// One linear map to packed `[q | k | v]`, the fused qk-norm and RoPE on it
-    /// ([`crate::fused::qk_transform`]), and the packed self-attention kernel.
+    /// One linear map to packed `[q | k | v]`, then the packed self-attention kernel (qk-norm and
+    /// RoPE applied to the rows it gathers).
     PackedSelfAttention,
     /// Heads split by candle ops, then the whole-attention tiles kernel.
     AttentionTiles,
@@ -90,14 +90,16 @@ pub(crate) fn attend(
 }
 
 /// Self-attention `(b, t, c)` from packed projections `qkv` `(b, t, 3c)` through the packed
-/// kernel; `None` when it declines the mask.
+/// kernel, which applies `qk` (qk-norm and RoPE) to the rows it gathers; `None` when it declines
+/// the mask.
 pub(crate) fn packed_self_attention(
     layer: &MetricLayer,
     qkv: &Tensor,
     n_head: usize,
     mask: Option<&Tensor>,
+    qk: Option<fused::PackedQk>,
 ) -> Result<Option<Tensor>> {
-    fused::self_attention(layer.kernel_fn(), qkv, n_head, layer.kernel_head_param()?.as_ref(), mask)
+    fused::self_attention(layer.kernel_fn(), qkv, n_head, layer.kernel_head_param()?.as_ref(), mask, qk)
 }
 
 /// The tiles kernel on per-head tensors (rows scaled to unit norm first for `cosine`).

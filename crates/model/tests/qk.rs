@@ -3,8 +3,8 @@
 //! offset only, partial RoPE), f64 finite-difference gradients of the composed ops, the fused
 //! kernel against them, and whole GPTs (causality, every variable trained, fused vs composed).
 
-use attnlab_model::fused::{self, NormFn, QkFn};
-use attnlab_model::qk::{QK_RMS_EPS, QkTransform, Rope};
+use attnlab_model::fused;
+use attnlab_model::qk::{QkTransform, Rope};
 use attnlab_model::{
     GptConfig, MetricKind, MetricLayer, MetricSpec, Model, ModelConfig, ParamStore, PosKind, QkNorm,
     causal_mask,
@@ -185,50 +185,53 @@ fn composed_qk_norm_and_rope_gradients_match_finite_differences() -> Result<()> 
     Ok(())
 }
 
-/// The fused kernel on packed rows against the composed ops on split heads: values and the
-/// gradients of `qkv` and of the gains.
+/// The packed self-attention kernel, which applies qk-norm and RoPE to the rows it gathers,
+/// against the composed ops on split heads: logits and the gradients of every variable (gains
+/// set away from 1 so that a wrong gain gradient shows), every qk-norm x RoPE variant, for a
+/// scaled, a unit-row and a distance metric.
 #[test]
-fn fused_qk_transform_matches_the_composed_ops() -> Result<()> {
-    let (b, t, h, d) = (2, 7, 3, 8);
-    let c = h * d;
-    for norm in NORMS {
-        for rope in [None, Some(Rope { rot: 4, base: 100.0 }), Some(Rope { rot: 8, base: 10_000.0 })] {
-            let (qk, store) = transform(norm, rope, d)?;
-            // Gains away from 1, so that a wrong gain gradient shows.
-            for (_, v) in store.vars() {
-                v.set(&randn(&mut ChaCha8Rng::seed_from_u64(4), v.dims(), 1.0)?.affine(0.3, 1.0)?)?;
-            }
-            let qkv = Var::from_tensor(&randn(&mut ChaCha8Rng::seed_from_u64(12), &[b, t, 3 * c], 1.0)?)?;
-            let probe = randn(&mut ChaCha8Rng::seed_from_u64(13), &[b, t, 3 * c], 1.0)?;
-            let fused_y = qk.packed(qkv.as_tensor(), h)?;
-            let heads =
-                |i: usize| qkv.as_tensor().narrow(2, i * c, c)?.reshape((b, t, h, d))?.transpose(1, 2);
-            let (q, k) = qk.heads(&heads(0)?, &heads(1)?, 0)?;
-            let back = |x: Tensor| x.transpose(1, 2)?.reshape((b, t, c));
-            let composed_y =
-                Tensor::cat(&[back(q)?, back(k)?, heads(2)?.transpose(1, 2)?.reshape((b, t, c))?], 2)?;
-            let name = format!("{norm:?}/{rope:?}");
-            assert!(
-                max_abs_diff(&fused_y, &composed_y)? < 2e-6 * (1.0 + max_abs(&composed_y)?),
-                "{name}: values"
-            );
-            let gf = (fused_y * &probe)?.sum_all()?.backward()?;
-            let gc = (composed_y * &probe)?.sum_all()?.backward()?;
-            let mut vars = vec![qkv.as_tensor().clone()];
-            vars.extend(store.vars().into_iter().map(|(_, v)| v.as_tensor().clone()));
-            for v in &vars {
-                let (a, r) = (gf.get(v).expect("fused gradient"), gc.get(v).expect("composed gradient"));
-                let diff = max_abs_diff(a, r)?;
-                assert!(diff < 1e-5 * (1.0 + max_abs(r)?), "{name}: gradient differs by {diff}");
+fn packed_kernel_qk_transform_matches_the_composed_ops() -> Result<()> {
+    let idx = tokens()?;
+    let ropes = [(PosKind::Learned, 1.0), (PosKind::Rope, 0.5), (PosKind::Rope, 1.0)];
+    for metric in [MetricKind::Dot, MetricKind::Cosine, MetricKind::NegSqEuclid] {
+        for norm in NORMS {
+            for (pos, fraction) in ropes {
+                let mut cfg = modern(metric, norm, fraction);
+                cfg.pos.pos = pos;
+                let name = format!("{metric}/{norm:?}/{pos:?} {fraction}");
+                let run = |kernels: &str| -> Result<Vec<(String, Tensor)>> {
+                    fused::with_enabled(fused::parse_kernels(kernels)?, || {
+                        let store = ParamStore::new(3, &DEV);
+                        let model = Model::new(&ModelConfig::Gpt(cfg.clone()), &store)?;
+                        for (n, v) in store.vars() {
+                            if n.ends_with("q_norm.weight") || n.ends_with("k_norm.weight") {
+                                let g = randn(&mut ChaCha8Rng::seed_from_u64(4), v.dims(), 1.0)?;
+                                v.set(&g.affine(0.3, 1.0)?)?;
+                            }
+                        }
+                        let logits = model.as_gpt().expect("gpt").forward(&idx)?;
+                        let probe = randn(&mut ChaCha8Rng::seed_from_u64(13), logits.dims(), 1.0)?;
+                        let grads = (&logits * &probe)?.sum_all()?.backward()?;
+                        let mut out = vec![("logits".to_string(), logits)];
+                        for (n, v) in store.vars() {
+                            let g = grads.get(v.as_tensor()).cloned();
+                            out.push((
+                                n.clone(),
+                                g.ok_or_else(|| candle_core::Error::Msg(format!("no gradient for {n}")))?,
+                            ));
+                        }
+                        Ok(out)
+                    })
+                };
+                let (f, r) = (run("all")?, run("none")?);
+                assert_eq!(f.len(), r.len(), "{name}");
+                for ((n, a), (_, b)) in f.iter().zip(&r) {
+                    let diff = max_abs_diff(a, b)?;
+                    assert!(diff < 2e-5 * (1.0 + max_abs(b)?), "{name}: {n} differs by {diff}");
+                }
             }
         }
     }
-    // The kernel's own description of the norm: RMS divides by d, unit rows by 1.
-    let f = QkFn { norm: Some(NormFn { n: d as f32, eps: QK_RMS_EPS }), rope: None };
-    let x = randn(&mut ChaCha8Rng::seed_from_u64(14), &[1, 1, 3 * c], 3.0)?;
-    let y = fused::qk_transform(&f, &x, h, None)?.expect("CPU f32 takes the kernel");
-    let n = y.narrow(2, 0, d)?.sqr()?.sum_all()?.to_scalar::<f32>()?;
-    assert!((n - d as f32).abs() < 1e-4, "RMS-normalised row has |x|^2 = {n}, expected {d}");
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`attention`] (`tiles.rs`) | the whole `softmax(score(q, k) + mask) v`, per head in tiles, no `(b, h, t, t)` tensor kept |
 //! | [`self_attention`] (`packed.rs`) | the same from packed `[q | k | v]` projections `(b, t, 3c)` to `(b, t, c)`: no head transposes |
-//! | [`qk_transform`] (`qk.rs`) | qk-norm and RoPE on the q and k thirds of packed projections (part of the packed route) |
+//! | [`QkFn`] (`qk.rs`) | qk-norm and RoPE on each query and key row, applied by [`self_attention`] as it gathers them |
 //! | [`attention_weights`] (`weights.rs`) | metric transform of `q.k` and the norms, mask, softmax |
 //! | [`layer_norm`] / [`rms_norm`] | mean, centring, variance, rsqrt, scale |
 //! | [`gelu`] | `gelu_erf` and its ten-op backward |
@@ -48,8 +48,8 @@ pub use gelu::gelu;
 pub use linear::{linear, linear_backward};
 pub use loss::cross_entropy;
 pub use norm::{layer_norm, rms_norm};
-pub use packed::self_attention;
-pub use qk::{NormFn, QkFn, RopeTables, qk_transform};
+pub use packed::{PackedQk, self_attention};
+pub use qk::{NormFn, QkFn, RopeTables};
 pub use rows::MetricFn;
 pub use tiles::attention;
 pub use weights::attention_weights;

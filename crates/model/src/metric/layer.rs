@@ -138,7 +138,7 @@ impl MetricLayer {
     }
 
     /// Self-attention `(b, t, c)` from packed projections `qkv` `(b, t, 3c)` (`[q | k | v]`,
-    /// heads side by side in each third) through the packed kernel, whatever the switches say;
+    /// heads side by side in each third, no qk-norm or RoPE) through the packed kernel, whatever the switches say;
     /// `None` when the kernel declines (not CPU `f32`, or a mask other than 0 / `-inf`).
     pub fn self_attention_packed(
         &self,
@@ -146,7 +146,7 @@ impl MetricLayer {
         n_head: usize,
         mask: Option<&Tensor>,
     ) -> Result<Option<Tensor>> {
-        route::packed_self_attention(self, qkv, n_head, mask)
+        route::packed_self_attention(self, qkv, n_head, mask, None)
     }
 
     /// The metric's fixed parameters for the fused kernels.

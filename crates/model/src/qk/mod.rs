@@ -7,15 +7,15 @@
 //! RoPE keeps norms, so it composes with every metric (scores depend on content and offset).
 //!
 //! Two implementations: composed candle ops on split heads `(b, h, t, d)` ([`QkTransform::heads`],
-//! the reference) and the fused kernel on packed `[q | k | v]` rows ([`QkTransform::packed`],
-//! [`crate::fused::qk_transform`]), used by the packed self-attention route.
+//! the reference) and the fused one ([`QkTransform::kernel`], [`crate::fused::QkFn`]), applied
+//! row by row by the packed self-attention kernel as it gathers each head's queries and keys.
 
 pub mod rope;
 pub mod spec;
 
 use candle_core::{D, Result, Tensor};
 
-use crate::fused::{self, NormFn, QkFn};
+use crate::fused::{NormFn, QkFn};
 use crate::metric::unit::{UNIT_EPS, unit_rows};
 use crate::params::{Init, ParamBuilder};
 pub use rope::Rope;
@@ -88,25 +88,16 @@ impl QkTransform {
         }
     }
 
-    /// Packed `qkv` `(b, t, 3c)` with the q and k thirds transformed (positions from 0): the
-    /// fused kernel on CPU `f32`, else the composed ops on split heads.
-    pub fn packed(&self, qkv: &Tensor, n_head: usize) -> Result<Tensor> {
+    /// The fused kernel's description of the transform for `t` positions (from 0) and heads of
+    /// width `d`, with the gain `(2, d)` (query gain, key gain) where there is one; `None` when
+    /// the transform does nothing. The packed self-attention kernel applies it to the query and
+    /// key rows it gathers ([`crate::fused::self_attention`]).
+    pub fn kernel(&self, t: usize, d: usize) -> Result<Option<(QkFn, Option<Tensor>)>> {
         if self.is_identity() {
-            return Ok(qkv.clone());
+            return Ok(None);
         }
-        let (b, t, c3) = qkv.dims3()?;
-        let f = self.kernel_fn(t, c3 / (3 * n_head));
         let gain = self.gain.as_ref().map(|g| Tensor::stack(g, 0)).transpose()?;
-        if let Some(y) = fused::qk_transform(&f, qkv, n_head, gain.as_ref())? {
-            return Ok(y);
-        }
-        let c = c3 / 3;
-        let heads = |i: usize| -> Result<Tensor> {
-            qkv.narrow(2, i * c, c)?.reshape((b, t, n_head, c / n_head))?.transpose(1, 2)
-        };
-        let (q, k) = self.heads(&heads(0)?, &heads(1)?, 0)?;
-        let back = |x: Tensor| x.transpose(1, 2)?.reshape((b, t, c));
-        Tensor::cat(&[back(q)?, back(k)?, qkv.narrow(2, 2 * c, c)?], 2)
+        Ok(Some((self.kernel_fn(t, d), gain)))
     }
 
     /// The fused kernel's description for `t` positions (from 0) and heads of width `d`.

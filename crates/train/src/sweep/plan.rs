@@ -50,8 +50,8 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
             base_name = format!("{base_name}-{}", i + 1);
         }
         base_names.push(base_name.clone());
-        let axes = grid_axes(&merged_grid(&sweep.grid, &base.grid))
-            .with_context(|| format!("base {base_name}"))?;
+        let axes =
+            grid_axes(&merged_grid(&sweep.grid, &base.grid)).with_context(|| format!("base {base_name}"))?;
         let combos = combinations(&axes);
         let known = RunConfig::from_value(value.clone())
             .with_context(|| format!("base {}", path.display()))?
