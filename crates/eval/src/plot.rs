@@ -256,10 +256,9 @@ fn draw_panel<DB: DrawingBackend>(
         .build_cartesian_2d(x0..x1, y0..y1)?;
     let y_fmt = |v: &f64| {
         if log {
-            let y = 10f64.powf(*v);
-            crate::stats::fmt_num(y, digits_for(y / 2.0))
+            log_tick(10f64.powf(*v))
         } else {
-            crate::stats::fmt_num(*v, digits_for(y1 - y0))
+            crate::stats::fmt_num(snap_zero(*v, y1 - y0), digits_for(y1 - y0))
         }
     };
     let integer_x = panel.integer_x;
@@ -267,7 +266,7 @@ fn draw_panel<DB: DrawingBackend>(
         if integer_x {
             if (v - v.round()).abs() < 1e-6 { format!("{}", v.round() as i64) } else { String::new() }
         } else {
-            crate::stats::fmt_num(*v, x_digits)
+            crate::stats::fmt_num(snap_zero(*v, x1 - x0), x_digits)
         }
     };
     let y_desc = if log { format!("{} (log scale)", panel.y_label) } else { panel.y_label.clone() };
@@ -325,4 +324,48 @@ fn bounds(xs: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     }
     let p = (hi - lo) * pad;
     (lo - p, hi + p)
+}
+
+/// A log-axis tick label with at most two significant digits: `0.032`, `3.2`, `1e-4`, `3.2e-5`.
+fn log_tick(y: f64) -> String {
+    if !(y.is_finite() && y > 0.0) {
+        return format!("{y}");
+    }
+    if (1e-3..1e4).contains(&y) {
+        let digits = (1.0 - y.log10().floor()).max(0.0) as usize;
+        let s = format!("{y:.digits$}");
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    } else {
+        let s = format!("{y:.1e}");
+        s.replace(".0e", "e")
+    }
+}
+
+/// `v`, or 0 where it is within rounding of 0 on an axis spanning `span` (tick positions such
+/// as `-2.2e-16` are 0 computed in floating point).
+fn snap_zero(v: f64, span: f64) -> f64 {
+    if v.abs() <= span.abs() * 1e-9 { 0.0 } else { v }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_tick, snap_zero};
+
+    #[test]
+    fn log_ticks_are_short() {
+        assert_eq!(log_tick(1e-4), "1e-4");
+        assert_eq!(log_tick(3.16228e-4), "3.2e-4");
+        assert_eq!(log_tick(0.0316228), "0.032");
+        assert_eq!(log_tick(1.0), "1");
+        assert_eq!(log_tick(3.16228), "3.2");
+        assert_eq!(log_tick(100.0), "100");
+    }
+
+    #[test]
+    fn tick_positions_within_rounding_of_zero_read_zero() {
+        assert_eq!(snap_zero(-2.2e-16, 1.4), 0.0);
+        assert_eq!(snap_zero(-2.7e-20, 0.05), 0.0);
+        assert_eq!(snap_zero(0.2, 1.4), 0.2);
+        assert_eq!(snap_zero(-1e-12, 1e-10), -1e-12, "small values on a small axis are kept");
+    }
 }
