@@ -1,6 +1,6 @@
 //! `attnlab sweep` through the binary, on tiny runs (1 layer, width 16, 10 steps): `--jobs`
-//! gives the same results as one job, a failed run is recorded while the others finish, shards
-//! merge with `--report-only`, a killed job's claim is taken over, names stay file-system safe.
+//! gives the same results as one job (also for a small set regressor), a failed run is recorded
+//! while the others finish, shards merge with `--report-only`, a killed job's claim is taken over, names stay file-system safe.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -55,16 +55,44 @@ fn run_names(out: &Path) -> Vec<String> {
     names
 }
 
+/// Writes `scattered.toml`: a set regressor of width 32 (packed `q | k | v` of 96 channels) on
+/// 8 sets of 64 + 8 points (576 rows, more than one 512-row block of the matrix kernels: the case
+/// whose weights once depended on the thread count), 10 steps.
+fn tiny_scattered(dir: &Path) {
+    let cfg = "name = \"scat\"\nseed = 1\n[model]\nkind = \"set_regressor\"\nmetric = \"dot\"\ndim = 2\nn_layer = 1\nn_head = 2\nn_embd = 32\n\
+               [task]\nkind = \"scattered\"\ndim = 2\nn_context = 64\nn_query = 8\nval_functions = 4\n\
+               [train]\nsteps = 10\nbatch_size = 8\nlr = 2e-3\nwarmup_steps = 2\neval_interval = 5\neval_batches = 1\nckpt_interval = 5\nlog_interval = 5\n";
+    fs::write(dir.join("scattered.toml"), cfg).expect("write scattered.toml");
+}
+
 #[test]
 fn jobs_give_the_same_losses_and_weights_as_one_job() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let sweep = tiny_sweep(tmp.path(), "[grid]\n\"model.metric\" = [\"dot\", \"idw\"]\nseed = [1, 2]");
+    tiny_scattered(tmp.path());
+    let grid =
+        "[[base]]\nconfig = \"scattered.toml\"\n[grid]\n\"model.metric\" = [\"dot\", \"idw\"]\nseed = [1, 2]";
+    let sweep = tiny_sweep(tmp.path(), grid);
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    ok(&sweep_cmd(&sweep, &one, &["--jobs", "1"]));
-    let stdout = ok(&sweep_cmd(&sweep, &two, &["--jobs", "2"]));
-    assert!(stdout.contains("2 job(s)") && stdout.contains("MiB (sum of the jobs)"), "{stdout}");
+    // Two threads in all: one job of 2 threads against two jobs of 1, on any machine.
+    let sweep_threads = |out: &Path, jobs: &str| {
+        bin()
+            .args(["--threads", "2", "sweep"])
+            .arg(&sweep)
+            .arg("--out")
+            .arg(out)
+            .args(["--jobs", jobs])
+            .output()
+    };
+    let stdout = ok(&sweep_threads(&one, "1").expect("run attnlab"));
+    assert!(stdout.contains("1 job(s) x 2 thread(s)"), "{stdout}");
+    let stdout = ok(&sweep_threads(&two, "2").expect("run attnlab"));
+    assert!(
+        stdout.contains("2 job(s) x 1 thread(s)") && stdout.contains("MiB (sum of the jobs)"),
+        "{stdout}"
+    );
     let names = run_names(&one);
-    assert_eq!(names.len(), 4);
+    assert_eq!(names.len(), 8);
+    assert_eq!(names.iter().filter(|n| n.starts_with("scat")).count(), 4, "{names:?}");
     assert_eq!(names, run_names(&two));
     for name in &names {
         let (a, b) = (one.join("runs").join(name), two.join("runs").join(name));
@@ -79,7 +107,7 @@ fn jobs_give_the_same_losses_and_weights_as_one_job() {
             assert!(wa == wb, "{name}/{ckpt}: weights differ between --jobs 1 and --jobs 2");
         }
     }
-    assert_eq!(json(&two.join("report/report.json"))["n_runs"], 4);
+    assert_eq!(json(&two.join("report/report.json"))["n_runs"], 8);
 }
 
 #[test]

@@ -10,4 +10,5 @@ mod interp;
 mod metric;
 mod qk;
 mod route;
+mod threads;
 mod util;

@@ -59,16 +59,23 @@ pub fn linear_backward(x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Option<(Te
 #[derive(Clone, Copy)]
 struct LinearOp;
 
-/// Calls `f(rows)` for contiguous row ranges covering `0..n`, one per pool thread, spread over
-/// candle's CPU worker pool (the pool the element-wise kernels use, so a step never hands work
-/// between two sets of threads); on the calling thread when `work` is small.
+/// Fewest rows in one unit of [`par_row_ranges`].
+const UNIT_ROWS_MIN: usize = 16;
+/// Most units [`par_row_ranges`] splits `n` rows into (work for up to 16 threads).
+const UNITS_MAX: usize = 16;
+
+/// Calls `f(rows)` for contiguous row ranges covering `0..n`, spread over candle's CPU worker
+/// pool (the pool the element-wise kernels use, so a step never hands work between two sets of
+/// threads); on the calling thread when `work` is small.
+///
+/// The ranges depend on `n` only, never on the thread count: `gemm` (0.19) blocks the inner
+/// dimension by the product's shape (one `k` block of at most 512 when both `m, n <= 64`, else a
+/// cache-sized split such as 2 x 500 for k = 1000, in `gemm-common`'s `gemm_basic_generic`) and
+/// picks other micro-kernels for small products, so ranges of `n / threads` rows made the
+/// rounding, hence trained weights, depend on the thread count (issue 14).
 fn par_row_ranges(n: usize, work: usize, f: impl Fn(Range<usize>) -> Result<()> + Sync) -> Result<()> {
-    let threads = candle_core::utils::get_num_threads().min(n).max(1);
-    let per = n.div_ceil(threads);
-    par_units(threads, work, |u| {
-        let rows = (u * per).min(n)..((u + 1) * per).min(n);
-        if rows.is_empty() { Ok(()) } else { f(rows) }
-    })
+    let per = n.div_ceil(UNITS_MAX).max(UNIT_ROWS_MIN);
+    par_units(n.div_ceil(per), work, |u| f(u * per..((u + 1) * per).min(n)))
 }
 
 impl LinearOp {

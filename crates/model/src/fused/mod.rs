@@ -237,12 +237,18 @@ fn par_units<F: Fn(usize) -> Result<()> + Sync>(n_units: usize, work: usize, f: 
 type Scratch = std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>;
 
 /// Runs `f` with the first `n` elements of the per-thread buffer `key` (contents unspecified:
-/// whatever the last use left). Distinct keys can be nested.
+/// whatever the last use left, so `f` must write every element before it reads it). Distinct
+/// keys can be nested. Debug builds (tests) fill the buffer with NaN first, so a read before a
+/// write shows as NaN in the fused-vs-composed tests instead of as a result that depends on
+/// which unit ran last on the thread.
 fn with_scratch<R>(key: &'static Scratch, n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     key.with(|buf| {
         let mut buf = buf.borrow_mut();
         if buf.len() < n {
             buf.resize(n, 0.0);
+        }
+        if cfg!(debug_assertions) {
+            buf[..n].fill(f32::NAN);
         }
         f(&mut buf[..n])
     })
