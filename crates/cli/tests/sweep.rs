@@ -1,6 +1,7 @@
 //! `attnlab sweep` through the binary, on tiny runs (1 layer, width 16, 10 steps): `--jobs`
 //! gives the same results as one job (also for a small set regressor), a failed run is recorded
-//! while the others finish, shards merge with `--report-only`, a killed job's claim is taken over, names stay file-system safe.
+//! while the others finish, shards merge with `--report-only`, a killed job's claim is taken
+//! over, names stay file-system safe.
 
 use std::fs;
 use std::path::{Path, PathBuf};
