@@ -185,6 +185,36 @@ fn composed_qk_norm_and_rope_gradients_match_finite_differences() -> Result<()> 
     Ok(())
 }
 
+/// A GPT of `cfg` with the fused kernels `kernels` on: its logits on `idx` and the gradient of
+/// every variable of the cross-entropy loss, by name; with `gains_off_one`, the qk-norm gains
+/// are first set away from 1 (so that a wrong gain gradient shows).
+fn logits_and_grads(
+    cfg: &GptConfig,
+    idx: &Tensor,
+    kernels: &str,
+    gains_off_one: bool,
+) -> Result<Vec<(String, Tensor)>> {
+    fused::with_enabled(fused::parse_kernels(kernels)?, || {
+        let store = ParamStore::new(3, &DEV);
+        let model = Model::new(&ModelConfig::Gpt(cfg.clone()), &store)?;
+        for (n, v) in store.vars() {
+            if gains_off_one && (n.ends_with("q_norm.weight") || n.ends_with("k_norm.weight")) {
+                let g = randn(&mut ChaCha8Rng::seed_from_u64(4), v.dims(), 1.0)?;
+                v.set(&g.affine(0.3, 1.0)?)?;
+            }
+        }
+        let logits = model.as_gpt().expect("gpt").forward(idx)?;
+        let loss = candle_nn::loss::cross_entropy(&logits.flatten_to(1)?, &idx.flatten_all()?)?;
+        let grads = loss.backward()?;
+        let mut out = vec![("logits".to_string(), logits)];
+        for (n, v) in store.vars() {
+            let g = grads.get(v.as_tensor()).cloned();
+            out.push((n.clone(), g.ok_or_else(|| candle_core::Error::Msg(format!("no gradient for {n}")))?));
+        }
+        Ok(out)
+    })
+}
+
 /// The packed self-attention kernel, which applies qk-norm and RoPE to the rows it gathers,
 /// against the composed ops on split heads: logits and the gradients of every variable (gains
 /// set away from 1 so that a wrong gain gradient shows), every qk-norm x RoPE variant, for a
@@ -199,30 +229,7 @@ fn packed_kernel_qk_transform_matches_the_composed_ops() -> Result<()> {
                 let mut cfg = modern(metric, norm, fraction);
                 cfg.pos.pos = pos;
                 let name = format!("{metric}/{norm:?}/{pos:?} {fraction}");
-                let run = |kernels: &str| -> Result<Vec<(String, Tensor)>> {
-                    fused::with_enabled(fused::parse_kernels(kernels)?, || {
-                        let store = ParamStore::new(3, &DEV);
-                        let model = Model::new(&ModelConfig::Gpt(cfg.clone()), &store)?;
-                        for (n, v) in store.vars() {
-                            if n.ends_with("q_norm.weight") || n.ends_with("k_norm.weight") {
-                                let g = randn(&mut ChaCha8Rng::seed_from_u64(4), v.dims(), 1.0)?;
-                                v.set(&g.affine(0.3, 1.0)?)?;
-                            }
-                        }
-                        let logits = model.as_gpt().expect("gpt").forward(&idx)?;
-                        let probe = randn(&mut ChaCha8Rng::seed_from_u64(13), logits.dims(), 1.0)?;
-                        let grads = (&logits * &probe)?.sum_all()?.backward()?;
-                        let mut out = vec![("logits".to_string(), logits)];
-                        for (n, v) in store.vars() {
-                            let g = grads.get(v.as_tensor()).cloned();
-                            out.push((
-                                n.clone(),
-                                g.ok_or_else(|| candle_core::Error::Msg(format!("no gradient for {n}")))?,
-                            ));
-                        }
-                        Ok(out)
-                    })
-                };
+                let run = |kernels: &str| logits_and_grads(&cfg, &idx, kernels, true);
                 let (f, r) = (run("all")?, run("none")?);
                 assert_eq!(f.len(), r.len(), "{name}");
                 for ((n, a), (_, b)) in f.iter().zip(&r) {
@@ -249,24 +256,7 @@ fn modern_gpt_fused_matches_composed_and_trains_every_variable() -> Result<()> {
     cfgs.push(c);
     for cfg in cfgs {
         let name = format!("{}/{:?}/{:?}", cfg.attention.metric, cfg.qk.qk_norm, cfg.pos.pos);
-        let run = |kernels: &str| -> Result<Vec<(String, Tensor)>> {
-            fused::with_enabled(fused::parse_kernels(kernels)?, || {
-                let store = ParamStore::new(3, &DEV);
-                let model = Model::new(&ModelConfig::Gpt(cfg.clone()), &store)?;
-                let logits = model.as_gpt().expect("gpt").forward(&idx)?;
-                let loss = candle_nn::loss::cross_entropy(&logits.flatten_to(1)?, &idx.flatten_all()?)?;
-                let grads = loss.backward()?;
-                let mut out = vec![("logits".to_string(), logits)];
-                for (n, v) in store.vars() {
-                    let g = grads.get(v.as_tensor()).cloned();
-                    out.push((
-                        n.clone(),
-                        g.ok_or_else(|| candle_core::Error::Msg(format!("{name}: no gradient for {n}")))?,
-                    ));
-                }
-                Ok(out)
-            })
-        };
+        let run = |kernels: &str| logits_and_grads(&cfg, &idx, kernels, false);
         let (f, r) = (run("all")?, run("none")?);
         for ((n, a), (_, b)) in f.iter().zip(&r) {
             let d = max_abs_diff(a, b)?;
