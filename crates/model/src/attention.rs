@@ -79,7 +79,7 @@ impl MetricAttention {
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let packed = match Route::choose(Job::SelfAttention, x) {
             Route::PackedSelfAttention => self.forward_packed(x, mask)?,
-            Route::AttentionTiles | Route::WeightsKernel | Route::Composed => None,
+            Route::AttentionTiles | Route::CudaFlash | Route::WeightsKernel | Route::Composed => None,
         };
         let y = match packed {
             Some(y) => y,

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod fused;
 pub mod gpt;
+pub mod gpu;
 pub mod hub;
 pub mod layers;
 pub mod metric;

@@ -6,15 +6,17 @@
 //! |---|---|---|
 //! | [`Route::PackedSelfAttention`] | packed `[q \| k \| v]` projections `(b, t, 3c)` | CPU `f32`, kernels `tiles` + `linear` |
 //! | [`Route::AttentionTiles`] | per-head `q`, `k`, `v` `(b, h, t, d)` | CPU `f32`, kernel `tiles` |
+//! | [`Route::CudaFlash`] | per-head `q`, `k`, `v` `(b, h, t, d)` | CUDA `f32` (feature `cuda`), kernel `tiles` |
 //! | [`Route::WeightsKernel`] | per-head `q`, `k`; weights `(b, h, tq, tk)`, then `w v` | CPU `f32`, kernel `weights` |
 //! | [`Route::Composed`] | per-head `q`, `k`; candle ops | anything (the reference) |
 //!
-//! All four compute the same numbers up to rounding (tests compare each fused route with the
+//! All five compute the same numbers up to rounding (tests compare each fused route with the
 //! composed one, forward and backward).
 
 use candle_core::{D, Result, Tensor};
 
-use crate::fused::{self, Kernel};
+use crate::fused::{self, Kernel, MetricFn};
+use crate::gpu;
 use crate::metric::MetricLayer;
 use crate::metric::table::Input;
 use crate::metric::unit::unit_rows;
@@ -38,6 +40,9 @@ pub enum Route {
     PackedSelfAttention,
     /// Heads split by candle ops, then the whole-attention tiles kernel.
     AttentionTiles,
+    /// Heads split by candle ops, then the CUDA flash kernels ([`crate::gpu::attention`]): no
+    /// `(b, h, t, t)` tensor stored, weights recomputed in the backward.
+    CudaFlash,
     /// The weights kernel, then `w v` by candle.
     WeightsKernel,
     /// Composed candle ops ([`MetricLayer::weights_reference`]).
@@ -49,7 +54,9 @@ impl Route {
     /// `x`'s device and dtype.
     pub fn choose(job: Job, x: &Tensor) -> Route {
         let on = |k: Kernel| fused::cpu_f32(x) && fused::enabled(k);
+        let cuda_on = gpu::cuda_f32(x) && fused::enabled(Kernel::Tiles);
         match job {
+            Job::SelfAttention | Job::Attention if cuda_on => Route::CudaFlash,
             Job::SelfAttention if on(Kernel::Tiles) && on(Kernel::Linear) => Route::PackedSelfAttention,
             Job::SelfAttention | Job::Attention if on(Kernel::Tiles) => Route::AttentionTiles,
             Job::SelfAttention | Job::Attention | Job::Weights if on(Kernel::Weights) => Route::WeightsKernel,
@@ -62,7 +69,7 @@ impl Route {
 pub(crate) fn weights(layer: &MetricLayer, q: &Tensor, k: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let fused = match Route::choose(Job::Weights, q) {
         Route::WeightsKernel => weights_kernel(layer, q, k, mask)?,
-        Route::PackedSelfAttention | Route::AttentionTiles | Route::Composed => None,
+        Route::PackedSelfAttention | Route::AttentionTiles | Route::CudaFlash | Route::Composed => None,
     };
     match fused {
         Some(w) => Ok(w),
@@ -79,7 +86,8 @@ pub(crate) fn attend(
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
     let fused = match Route::choose(Job::Attention, q) {
-        Route::AttentionTiles => attention_tiles(layer, q, k, v, mask)?,
+        Route::AttentionTiles => attention_tiles(layer, q, k, v, mask, fused::attention)?,
+        Route::CudaFlash => attention_tiles(layer, q, k, v, mask, gpu::attention)?,
         Route::WeightsKernel => weights_kernel(layer, q, k, mask)?.map(|w| w.matmul(v)).transpose()?,
         Route::PackedSelfAttention | Route::Composed => None,
     };
@@ -102,20 +110,26 @@ pub(crate) fn packed_self_attention(
     fused::self_attention(layer.kernel_fn(), qkv, n_head, layer.kernel_head_param()?.as_ref(), mask, qk)
 }
 
-/// The tiles kernel on per-head tensors (rows scaled to unit norm first for `cosine`).
+/// A whole-attention kernel, `kernel` = the CPU tiles ([`fused::attention`]) or the CUDA flash
+/// kernels ([`gpu::attention`]), on per-head tensors (rows scaled to unit norm first for `cosine`).
 fn attention_tiles(
     layer: &MetricLayer,
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     mask: Option<&Tensor>,
+    kernel: AttentionKernel,
 ) -> Result<Option<Tensor>> {
     let (q, k) = match layer.kind().input() {
         Input::UnitDot => (unit_rows(q)?, unit_rows(k)?),
         Input::Dot | Input::SqDist | Input::DistPow => (q.clone(), k.clone()),
     };
-    fused::attention(layer.kernel_fn(), &q, &k, v, layer.kernel_head_param()?.as_ref(), mask)
+    kernel(layer.kernel_fn(), &q, &k, v, layer.kernel_head_param()?.as_ref(), mask)
 }
+
+/// The signature shared by [`fused::attention`] and [`gpu::attention`].
+type AttentionKernel =
+    fn(MetricFn, &Tensor, &Tensor, &Tensor, Option<&Tensor>, Option<&Tensor>) -> Result<Option<Tensor>>;
 
 /// The weights kernel: one matrix product (of unit rows for `cosine`) and, for distances, the
 /// squared norms `(b, h, tq + tk)`.

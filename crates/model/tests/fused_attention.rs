@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::util::{DEV, max_abs, max_abs_diff, randn};
 
 /// Specs covering every metric, fractional and learned powers, fixed temperature.
-fn specs() -> Vec<(String, MetricSpec)> {
+pub fn specs() -> Vec<(String, MetricSpec)> {
     let mut out: Vec<(String, MetricSpec)> =
         MetricKind::ALL.iter().map(|&m| (m.name().to_string(), MetricSpec::of(m))).collect();
     for (m, p) in [
@@ -43,7 +43,7 @@ fn specs() -> Vec<(String, MetricSpec)> {
 }
 
 /// A mask with an irregular (non-prefix) pattern, every row seeing at least one key.
-fn dense_mask(t: usize) -> Result<Tensor> {
+pub fn dense_mask(t: usize) -> Result<Tensor> {
     let data: Vec<f32> = (0..t)
         .flat_map(|i| {
             (0..t).map(move |j| if j == i || (i * 7 + j * 3) % 4 == 0 { 0.0 } else { f32::NEG_INFINITY })

@@ -2,6 +2,8 @@
 //! group of tests; `util` holds the helpers they share.
 
 mod checkpoint;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod fused_attention;
 mod fused_gpt;
 mod fused_layers;

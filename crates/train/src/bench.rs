@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use attnlab_model::fused::profile::{OpKind, OpTimes, Pass};
-use attnlab_model::{GptConfig, MetricKind, Model, ModelConfig, PosKind, QkNorm, fused};
+use attnlab_model::{GptConfig, MetricKind, Model, ModelConfig, PosKind, QkNorm, fused, gpu};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +56,10 @@ pub struct BenchResult {
     pub kinds: KindTimes,
     /// Peak resident memory of the process (VmHWM), MiB.
     pub peak_rss_mib: f64,
+    /// Peak device memory in use (CUDA's memory pool high-water mark: weights, optimizer state,
+    /// activations, attention), MiB; `None` on the CPU.
+    #[serde(default)]
+    pub peak_device_mib: Option<f64>,
     /// Threads candle used.
     pub threads: usize,
     /// Loss of the first and the last step (sanity: training moves).
@@ -193,6 +197,7 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
     let (mut fwd, mut bwd, mut optm, mut tps) = (vec![], vec![], vec![], vec![]);
     let (mut cpu, mut clean, mut kinds) = (vec![], vec![], KindSamples::default());
     fused::profile::set_profiling(true);
+    gpu::memory::reset_peak(device)?;
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let (mut loss_first, mut loss_last) = (f32::NAN, f32::NAN);
     for step in 0..s.warmup + s.steps {
@@ -243,6 +248,7 @@ pub fn run(metric: MetricKind, s: &Shape, device: &Device) -> Result<BenchResult
         opt_ms: median(optm),
         kinds: kinds.medians(),
         peak_rss_mib: peak_rss_mib()?,
+        peak_device_mib: gpu::memory::peak_mib(device)?,
         threads: candle_core::utils::get_num_threads(),
         loss_first,
         loss_last,

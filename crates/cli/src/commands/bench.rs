@@ -162,7 +162,7 @@ fn print_table(r: &Report) {
         r.device
     );
     println!(
-        "{:<14} {:>9} {:>8} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "{:<14} {:>9} {:>8} {:>11} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>7}",
         "metric",
         "tokens/s",
         "vs dot",
@@ -172,6 +172,7 @@ fn print_table(r: &Report) {
         "bwd ms",
         "opt ms",
         "peak MiB",
+        "dev MiB",
         "threads"
     );
     let dot = r.results.iter().find(|x| x.metric == "dot").map(|x| x.tokens_per_s);
@@ -181,8 +182,9 @@ fn print_table(r: &Report) {
             Some(c) => format!("{c:.0} ({})", x.clean_steps),
             None => "-".into(),
         };
+        let dev_mib = x.peak_device_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into());
         println!(
-            "{:<14} {:>9.0} {:>8} {:>11} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>7}",
+            "{:<14} {:>9.0} {:>8} {:>11} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.0} {:>9} {:>7}",
             x.metric,
             x.tokens_per_s,
             ratio,
@@ -192,11 +194,13 @@ fn print_table(r: &Report) {
             x.bwd_ms,
             x.opt_ms,
             x.peak_rss_mib,
+            dev_mib,
             x.threads
         );
     }
     println!("vs dot: step time relative to dot. clean: median over steps where other processes used");
     println!("under 10% of the CPUs (count). cpu ms: this process's CPU time per step, all threads.");
+    println!("peak MiB: resident host memory; dev MiB: peak device memory in use (CUDA only).");
     print_kinds(&r.results);
 }
 

@@ -35,7 +35,7 @@ mod packed;
 pub mod profile;
 mod qk;
 mod rowmask;
-mod rows;
+pub(crate) mod rows;
 mod tiles;
 mod weights;
 

@@ -38,7 +38,7 @@ impl MetricFn {
 
 /// What the per-head tensor passed to a kernel means.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum ParamUse {
+pub(crate) enum ParamUse {
     None,
     /// `cosine` temperature tau: score `tau * qk` (qk of unit rows).
     Temperature,
@@ -58,7 +58,7 @@ pub(super) struct Head {
 
 impl ParamUse {
     /// What the per-head tensor means for `kind`, given whether the caller passed one.
-    pub(super) fn of(kind: MetricKind, given: bool) -> Result<Self> {
+    pub(crate) fn of(kind: MetricKind, given: bool) -> Result<Self> {
         Ok(match (kind.head_param(), given) {
             (HeadParam::Temperature, true) => ParamUse::Temperature,
             (HeadParam::Temperature, false) => bail!("fused `{kind}` attention needs the temperature"),
@@ -82,7 +82,7 @@ impl ParamUse {
 }
 
 /// The per-head parameter `(h,)` as the kernels take it (a one-element dummy when absent).
-pub(super) fn head_param(param: Option<&Tensor>, h: usize, device: &candle_core::Device) -> Result<Tensor> {
+pub(crate) fn head_param(param: Option<&Tensor>, h: usize, device: &candle_core::Device) -> Result<Tensor> {
     match param {
         Some(p) if p.elem_count() == h => p.contiguous(),
         Some(p) => bail!("fused attention: per-head parameter has shape {:?}, expected ({h},)", p.dims()),

@@ -28,6 +28,7 @@
 //! Adding a metric: a variant in [`kind`]'s list, its row (type, [`table::Metric`] impl and
 //! `with_metric!` arm) in [`table`], and its naive-reference case in `tests/metric.rs`.
 
+pub mod cuda_row;
 pub mod distance;
 pub mod kind;
 pub mod layer;

@@ -24,6 +24,7 @@
 //! per-head scale ([`HeadParam::Scale`]); the score is linear in it.
 
 use super::MetricKind;
+pub use super::cuda_row::CudaRow;
 use super::num::Num;
 
 /// What a metric's score is a function of.
@@ -110,6 +111,10 @@ pub trait Metric {
     /// scale); 0 for the others (a learned power enters through `z`).
     fn dscore_dhead(z: f32) -> f32;
 
+    /// The same row in CUDA C for the GPU kernels (feature `cuda`, [`crate::gpu`]): each
+    /// expression is written beside the Rust formula it mirrors.
+    const CUDA: CudaRow;
+
     /// `exp(s(z))` in closed form, for [`Normalise::Direct`].
     #[inline(always)]
     fn weight(c: Consts<f32>, head: f32, z: f32) -> f32 {
@@ -126,6 +131,7 @@ impl Metric for Dot {
     const HEAD: HeadParam = HeadParam::Scale;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = false;
+    const CUDA: CudaRow = CudaRow::softmax("scale * z", "scale", "z");
     #[inline(always)]
     fn score<N: Num>(c: Consts<N::C>, _: &N::Head, z: N) -> N {
         z.mul(c.scale)
@@ -149,6 +155,7 @@ impl Metric for Cosine {
     const HEAD: HeadParam = HeadParam::Temperature;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = false;
+    const CUDA: CudaRow = CudaRow::softmax("head * z", "head", "z");
     #[inline(always)]
     fn score<N: Num>(_: Consts<N::C>, tau: &N::Head, z: N) -> N {
         z.mul_head(tau)
@@ -172,6 +179,7 @@ impl Metric for NegSqEuclid {
     const HEAD: HeadParam = HeadParam::Scale;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = false;
+    const CUDA: CudaRow = CudaRow::softmax("-scale * z", "-scale", "-z");
     #[inline(always)]
     fn score<N: Num>(c: Consts<N::C>, _: &N::Head, z: N) -> N {
         z.mul(-c.scale)
@@ -195,6 +203,7 @@ impl Metric for NegEuclid {
     const HEAD: HeadParam = HeadParam::Scale;
     const DEFAULT_POWER: f64 = 1.0;
     const KEEP_SCORES: bool = false;
+    const CUDA: CudaRow = CudaRow::softmax("-scale * z", "-scale", "-z");
     #[inline(always)]
     fn score<N: Num>(c: Consts<N::C>, _: &N::Head, z: N) -> N {
         z.mul(-c.scale)
@@ -218,6 +227,12 @@ impl Metric for Idw {
     const HEAD: HeadParam = HeadParam::Power;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = false;
+    const CUDA: CudaRow = CudaRow {
+        score: "-logf(eps + z)",
+        dscore: "-1.0f / (eps + z)",
+        dscore_dhead: "0.0f",
+        weight: "1.0f / (eps + z)",
+    };
     #[inline(always)]
     fn score<N: Num>(c: Consts<N::C>, _: &N::Head, z: N) -> N {
         z.add(c.eps).ln().neg()
@@ -245,6 +260,7 @@ impl Metric for InvDist {
     const HEAD: HeadParam = HeadParam::None;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = false;
+    const CUDA: CudaRow = CudaRow::softmax("1.0f / (eps + z)", "-1.0f / ((eps + z) * (eps + z))", "0.0f");
     #[inline(always)]
     fn score<N: Num>(c: Consts<N::C>, _: &N::Head, z: N) -> N {
         z.add(c.eps).recip()
@@ -268,6 +284,7 @@ impl Metric for Rbf {
     const HEAD: HeadParam = HeadParam::None;
     const DEFAULT_POWER: f64 = 2.0;
     const KEEP_SCORES: bool = true;
+    const CUDA: CudaRow = CudaRow::softmax("expf(-0.5f * z)", "-0.5f * s", "0.0f");
     #[inline(always)]
     fn score<N: Num>(_: Consts<N::C>, _: &N::Head, z: N) -> N {
         z.mul(N::c(-0.5)).exp()
