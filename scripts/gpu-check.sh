@@ -8,7 +8,8 @@
 #   (the model crate's test binary: cargo test --release -p attnlab-model --features cuda --no-run).
 #   Logs and JSON land in OUT_DIR (default $OUT, else gpu-check-out).
 # The CUDA libraries (cuBLAS, cuRAND, NVRTC, runtime 13) are taken from the system, else from
-# python3's nvidia packages (PyTorch's). STEPS / WARMUP override the benchmark's step counts.
+# python3's nvidia packages (PyTorch's). STEPS / WARMUP override the benchmark's step counts,
+# TEST_TIMEOUT the tests' time limit (s).
 set -uo pipefail
 BIN=${1:?usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR]}
 OUT_DIR=${2:-${OUT:-gpu-check-out}}
@@ -29,17 +30,17 @@ export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:-}"
 
 status=0
 echo "== tests (model crate, CUDA module)" | tee "$OUT_DIR/tests.log"
-timeout 300 "$BIN/model-tests" cuda:: --test-threads 1 2>&1 | tee -a "$OUT_DIR/tests.log" || status=1
+timeout "${TEST_TIMEOUT:-200}" "$BIN/model-tests" cuda:: --test-threads 1 2>&1 | tee -a "$OUT_DIR/tests.log" || status=1
 
-bench() { # name, then bench arguments
-  local name=$1; shift
+bench() { # name, time limit (s), then bench arguments
+  local name=$1 limit=$2; shift 2
   echo "== bench $name: $*" | tee -a "$OUT_DIR/bench.log"
-  timeout 200 "$BIN/attnlab" bench --device cuda --steps "$STEPS" --warmup "$WARMUP" "$@" 2>&1 \
+  timeout "$limit" "$BIN/attnlab" bench --device cuda --steps "$STEPS" --warmup "$WARMUP" "$@" 2>&1 \
     | tee -a "$OUT_DIR/bench.log" || status=1
 }
-bench "1024 flash" --block-size 1024 --batch-size 4
-bench "1024 composed dot" --block-size 1024 --batch-size 4 --metrics dot --fused none
-bench "4096 flash" --block-size 4096 --batch-size 4
-bench "4096 composed dot" --block-size 4096 --batch-size 4 --metrics dot --fused none
+bench "1024 flash" 80 --block-size 1024 --batch-size 4
+bench "1024 composed dot" 40 --block-size 1024 --batch-size 4 --metrics dot --fused none
+bench "4096 flash" 120 --block-size 4096 --batch-size 4
+bench "4096 composed dot" 60 --block-size 4096 --batch-size 4 --metrics dot --fused none
 echo "== exit status $status" | tee -a "$OUT_DIR/bench.log"
 exit $status

@@ -1,5 +1,7 @@
 //! The decoder-only transformer (GPT) with a pluggable attention metric.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{D, IndexOp, Module, Result, Tensor, bail};
 use candle_nn::Embedding;
 use serde::{Deserialize, Serialize};
@@ -170,6 +172,10 @@ pub struct Gpt {
     blocks: Vec<Block>,
     ln_f: Norm,
     lm_head: Linear,
+    /// The last causal mask built: forwards of the same length reuse it (building one costs
+    /// `t^2` host work and a copy to the device, and a kept mask lets the CUDA route keep its
+    /// reading of it, [`crate::gpu`]).
+    mask: Arc<Mutex<Option<Tensor>>>,
 }
 
 impl Gpt {
@@ -194,7 +200,8 @@ impl Gpt {
         } else {
             linear(c, cfg.vocab_size, false, INIT_STD, &pb.pp("lm_head"))?
         };
-        Ok(Self { cfg: cfg.clone(), wte: Embedding::new(wte_w, c), wpe, blocks, ln_f, lm_head })
+        let mask = Arc::new(Mutex::new(None));
+        Ok(Self { cfg: cfg.clone(), wte: Embedding::new(wte_w, c), wpe, blocks, ln_f, lm_head, mask })
     }
 
     /// The configuration.
@@ -245,7 +252,21 @@ impl Gpt {
             Some(wpe) => x.broadcast_add(&wpe.forward(&Tensor::arange(0u32, t as u32, idx.device())?)?)?,
             None => x,
         };
-        Ok((x, causal_mask(t, idx.device())?))
+        Ok((x, self.causal_mask(t, idx.device())?))
+    }
+
+    /// The causal mask `(t, t)` on `device`, built once per length and device.
+    fn causal_mask(&self, t: usize, device: &candle_core::Device) -> Result<Tensor> {
+        let mut last = self.mask.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = last.as_ref()
+            && m.dim(0)? == t
+            && m.device().same_device(device)
+        {
+            return Ok(m.clone());
+        }
+        let m = causal_mask(t, device)?;
+        *last = Some(m.clone());
+        Ok(m)
     }
 
     /// Logits `(b, vocab_size)` at the last position only (for generation).
