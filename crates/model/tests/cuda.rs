@@ -60,8 +60,12 @@ fn check(case: &Case, dev: &Device, seed: u64) -> Result<()> {
         Ok(out)
     };
     let (flash, composed) = (run(true)?, run(false)?);
+    // Outputs: 2e-5 for a few keys (the CPU tests at t = 6), 1e-4 (1 + max |y|) over longer rows
+    // (the CPU tests over several row blocks, t = 70): near-zero distances make `inv_dist` and
+    // `idw` scores large, and rounding in the distance then moves the weights more.
     let dy = max_abs_diff(&flash[0], &composed[0])?;
-    assert!(dy < 2e-5, "{}: outputs differ by {dy}", case.name);
+    let tol_y = if tk <= 8 { 2e-5 } else { 1e-4 * (1.0 + max_abs(&composed[0])?) };
+    assert!(dy < tol_y, "{}: outputs differ by {dy} (tol {tol_y})", case.name);
     for (i, (a, r)) in flash.iter().zip(&composed).enumerate().skip(1) {
         let tol = 1e-4 * (1.0 + max_abs(r)?);
         let dd = max_abs_diff(a, r)?;
