@@ -38,23 +38,12 @@ __device__ __forceinline__ Head head_consts(const float* param, int hd, int para
     return c;
 }
 
-// u = x^(p/2) and du/dx, as metric/distance.rs (P2, P1, PAny); POW_KIND (prepended) is chosen
-// per call from the fixed power: 0 for p = 2, 1 for p = 1, 2 for any other or a learned p.
+// u = x^(p/2) and du/dx, as metric/distance.rs (P2, P1, PAny).
 __device__ __forceinline__ float pw_u(float x, float hp) {
-#if POW_KIND == 0
-    return x;
-#elif POW_KIND == 1
-    return sqrtf(x);
-#else
-    return powf(x, hp);
-#endif
+    return hp == 1.0f ? x : (hp == 0.5f ? sqrtf(x) : powf(x, hp));
 }
 __device__ __forceinline__ float pw_dudx(float x, float u, float hp) {
-#if POW_KIND == 0
-    return 1.0f;
-#else
-    return hp * u / x;
-#endif
+    return hp == 1.0f ? 1.0f : hp * u / x;
 }
 
 // The metric's input z from q.k and the squared norms; r is the unclamped squared distance and

@@ -61,8 +61,7 @@ impl FlashFwd {
 
     /// The compiled kernels of this op's metric and widths: module name and PTX.
     fn module(&self, dev: &CudaDevice, (_, _, _, _, d, dv): Dims) -> Result<(String, Arc<String>)> {
-        let pow = source::PowKind::of(self.f.power, matches!(self.use_param, ParamUse::Power));
-        source::module(dev, self.f.kind, (d, dv), pow)
+        source::module(dev, self.f.kind, d, dv)
     }
 }
 

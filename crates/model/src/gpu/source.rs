@@ -46,43 +46,20 @@ fn row(kind: MetricKind) -> (u8, u8, CudaRow) {
     })
 }
 
-/// How the kernels compute `u = x^(p/2)` (`POW_KIND` in `flash.cu`), fixed per compiled module so
-/// that the key loops hold no branch on p: `x`, `sqrt(x)`, or `powf` of the head's p / 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum PowKind {
-    /// p = 2.
-    P2 = 0,
-    /// p = 1.
-    P1 = 1,
-    /// Any other p, or a learned one.
-    Any = 2,
-}
-
-impl PowKind {
-    /// The kind for a fixed power `power`, or [`PowKind::Any`] when the power is learned.
-    pub(super) fn of(power: f32, learned: bool) -> Self {
-        match (learned, power) {
-            (false, p) if p == 2.0 => PowKind::P2,
-            (false, p) if p == 1.0 => PowKind::P1,
-            _ => PowKind::Any,
-        }
-    }
-}
-
 /// The CUDA source of the flash kernels for `kind` with heads of width `d` (q, k) and `dv` (v).
-pub(super) fn source(kind: MetricKind, d: usize, dv: usize, pow: PowKind) -> String {
+pub(super) fn source(kind: MetricKind, d: usize, dv: usize) -> String {
     let (input, normalise, r) = row(kind);
     let (bk, bqb) = tiles(d, dv);
     format!(
         "// metric {kind}\n#define HD {d}\n#define HDV {dv}\n#define BQ {BQ}\n#define BK {bk}\n#define BQB {bqb}\n\
-         #define INPUT {input}\n#define NORMALISE {normalise}\n#define POW_KIND {}\n#define SCORE(z) ({})\n\
+         #define INPUT {input}\n#define NORMALISE {normalise}\n#define SCORE(z) ({})\n\
          #define DSCORE(z, s) ({})\n#define DSCORE_DHEAD(z) ({})\n#define WEIGHT(z, s) ({})\n{FLASH_CU}",
-        pow as u8, r.score, r.dscore, r.dscore_dhead, r.weight
+        r.score, r.dscore, r.dscore_dhead, r.weight
     )
 }
 
-/// PTX per (metric, d, dv, power kind), compiled once per process.
-type PtxCache = Mutex<HashMap<(MetricKind, usize, usize, PowKind), Arc<String>>>;
+/// PTX per (metric, d, dv), compiled once per process.
+type PtxCache = Mutex<HashMap<(MetricKind, usize, usize), Arc<String>>>;
 static PTX: std::sync::OnceLock<PtxCache> = std::sync::OnceLock::new();
 
 /// The compiled kernels for `kind`, `d`, `dv`: the module name under which candle caches them
@@ -96,19 +73,19 @@ pub(super) fn module(
     if d == 0 || dv == 0 || d > MAX_HEAD_DIM || dv > MAX_HEAD_DIM {
         bail!("CUDA flash attention takes head widths 1..={MAX_HEAD_DIM}, got d = {d}, dv = {dv}")
     }
-    let name = format!("attnlab_flash_{kind}_{d}_{dv}_{}", pow as u8);
+    let name = format!("attnlab_flash_{kind}_{d}_{dv}");
     let cache = PTX.get_or_init(Default::default);
     let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(ptx) = map.get(&(kind, d, dv, pow)) {
+    if let Some(ptx) = map.get(&(kind, d, dv)) {
         return Ok((name, ptx.clone()));
     }
     let (major, minor) =
         dev.cuda_stream().context().compute_capability().map_err(candle_core::Error::wrap)?;
     let options = vec![format!("--gpu-architecture=compute_{major}{minor}"), "-default-device".into()];
     let opts = CompileOptions { options, ..Default::default() };
-    let ptx = compile_ptx_with_opts(source(kind, d, dv, pow), opts)
+    let ptx = compile_ptx_with_opts(source(kind, d, dv), opts)
         .map_err(|e| candle_core::Error::Msg(format!("NVRTC failed on the `{kind}` flash kernels: {e:?}")))?;
     let ptx = Arc::new(ptx.to_src());
-    map.insert((kind, d, dv, pow), ptx.clone());
+    map.insert((kind, d, dv), ptx.clone());
     Ok((name, ptx))
 }

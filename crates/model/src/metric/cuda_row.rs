@@ -19,7 +19,8 @@ pub struct CudaRow {
 }
 
 impl CudaRow {
-    /// A row whose weight is `exp(score)` (every [`super::table::Normalise`] but [`super::table::Normalise::Direct`]).
+    /// A row whose weight is `exp(score)` (every [`super::table::Normalise`] but
+    /// [`super::table::Normalise::Direct`]).
     pub const fn softmax(score: &'static str, dscore: &'static str, dscore_dhead: &'static str) -> Self {
         CudaRow { score, dscore, dscore_dhead, weight: "expf(s)" }
     }
@@ -128,7 +129,8 @@ mod tests {
                     let s = M::score(c, &head, z);
                     let env = Env { z: z as f64, s: s as f64, scale: 0.7, eps: 1e-2, head: head as f64 };
                     let close = |a: f64, b: f32, what: &str| {
-                        assert!((a - b as f64).abs() <= 1e-5 * (1.0 + a.abs()), "{kind} z={z} {what}: cuda {a}, rust {b}");
+                        let ok = (a - b as f64).abs() <= 1e-5 * (1.0 + a.abs());
+                        assert!(ok, "{kind} z={z} {what}: cuda {a}, rust {b}");
                     };
                     close(eval(row.score, &env), s, "score");
                     close(eval(row.dscore, &env), M::dscore(c, head, z, || s), "dscore");
