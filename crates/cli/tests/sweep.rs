@@ -138,6 +138,12 @@ fn a_diverging_run_is_recorded_and_the_others_finish() {
         let report = json(&out.join("report/report.json"));
         assert_eq!(report["n_runs"], 2);
         assert_eq!(report["unfinished"][0]["state"], "diverged");
+        // The stopped run still counts in the learning-rate range: 1e8 diverged, 3e-3 is the
+        // largest stable rate.
+        let range = &report["groups"][0]["lr_ranges"][0];
+        assert_eq!(range["largest_stable"], 3e-3, "{range}");
+        let rates = range["rates"].as_array().expect("rates");
+        assert!(rates.iter().any(|r| r[0] == 1e8 && r[1] == 0 && r[2] == 1), "{range}");
     }
 }
 

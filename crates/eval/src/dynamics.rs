@@ -138,25 +138,37 @@ pub struct LrRange {
 }
 
 /// [`LrRange`] per setting of `group` whose runs span at least two learning rates.
-pub fn lr_ranges(group: &TaskGroup, runs: &[Run]) -> Vec<LrRange> {
-    let mut by_setting: Vec<(BTreeMap<String, Value>, String, Vec<usize>)> = Vec::new();
+pub fn lr_ranges(group: &TaskGroup, runs: &[Run], stopped: &[Run]) -> Vec<LrRange> {
+    let key_of = |run: &Run| {
+        let mut key = settings(&run.config);
+        key.remove("train.lr");
+        key.insert("model.metric".into(), Value::from(run.metric()));
+        key
+    };
+    let mut by_setting: Vec<(BTreeMap<String, Value>, String, Vec<&Run>)> = Vec::new();
     for sg in &group.seed_groups {
         for &i in &sg.runs {
-            let mut key = settings(&runs[i].config);
-            key.remove("train.lr");
-            key.insert("model.metric".into(), Value::from(runs[i].metric()));
+            let key = key_of(&runs[i]);
             let label = strip_lr(&sg.label);
             match by_setting.iter_mut().find(|(k, _, _)| *k == key) {
-                Some((_, _, idx)) => idx.push(i),
-                None => by_setting.push((key, label, vec![i])),
+                Some((_, _, members)) => members.push(&runs[i]),
+                None => by_setting.push((key, label, vec![&runs[i]])),
             }
         }
     }
+    // Runs that stopped early join the setting they belong to (none of their own: a setting all
+    // of whose runs stopped has no label to show).
+    for run in stopped {
+        let key = key_of(run);
+        if let Some((_, _, members)) = by_setting.iter_mut().find(|(k, _, _)| *k == key) {
+            members.push(run);
+        }
+    }
     let mut out = Vec::new();
-    for (_, label, idx) in by_setting {
+    for (_, label, members) in by_setting {
         let mut rates: Vec<(f64, usize, usize, usize)> = Vec::new();
-        for &i in &idx {
-            let Some(lr) = runs[i].config.pointer("/train/lr").and_then(Value::as_f64) else { continue };
+        for run in members {
+            let Some(lr) = run.config.pointer("/train/lr").and_then(Value::as_f64) else { continue };
             let pos = match rates.iter().position(|r| r.0 == lr) {
                 Some(p) => p,
                 None => {
@@ -164,7 +176,7 @@ pub fn lr_ranges(group: &TaskGroup, runs: &[Run]) -> Vec<LrRange> {
                     rates.len() - 1
                 }
             };
-            match outcome(&runs[i]) {
+            match outcome(run) {
                 Outcome::Trained => rates[pos].1 += 1,
                 Outcome::Diverged => rates[pos].2 += 1,
                 Outcome::Unfinished => rates[pos].3 += 1,

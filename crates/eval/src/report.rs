@@ -48,11 +48,15 @@ pub struct ReportOptions {
     /// Written by a sweep into its own `OUT/report` (anywhere else inside a sweep directory is
     /// refused).
     pub sweep_report: bool,
+    /// Run directories that stopped before their last step (a sweep's failed runs): counted in
+    /// the learning-rate ranges (as diverged where their loss or recorded failure says so), never
+    /// in the numbers, tables or pictures.
+    pub stopped: Vec<PathBuf>,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        Self { baseline: DEFAULT_BASELINE.to_string(), sweep_report: false }
+        Self { baseline: DEFAULT_BASELINE.to_string(), sweep_report: false, stopped: Vec::new() }
     }
 }
 
@@ -149,9 +153,10 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     }
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let groups = group_runs(&runs);
+    let stopped: Vec<Run> = options.stopped.iter().filter_map(|d| Run::load(d).ok()).collect();
     let mut reports = Vec::new();
     for group in &groups {
-        reports.push(group_report(group, &runs, out, &options.baseline)?);
+        reports.push(group_report(group, &runs, &stopped, out, &options.baseline)?);
     }
     let findings = Findings::of(&reports, &options.baseline);
     let report = Report {
@@ -171,7 +176,13 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     Ok(report)
 }
 
-fn group_report(group: &TaskGroup, runs: &[Run], out: &Path, baseline: &str) -> Result<GroupReport> {
+fn group_report(
+    group: &TaskGroup,
+    runs: &[Run],
+    stopped: &[Run],
+    out: &Path,
+    baseline: &str,
+) -> Result<GroupReport> {
     let mut run_reports = Vec::new();
     let mut seed_groups = Vec::new();
     let mut all_numbers = Vec::new();
@@ -267,7 +278,7 @@ fn group_report(group: &TaskGroup, runs: &[Run], out: &Path, baseline: &str) -> 
         runs: run_reports,
         comparisons,
         escapes: escapes(group, runs, threshold),
-        lr_ranges: lr_ranges(group, runs),
+        lr_ranges: lr_ranges(group, runs, stopped),
         figures,
         task_figures,
     })

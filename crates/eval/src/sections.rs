@@ -87,9 +87,8 @@ pub fn dynamics(s: &mut String, g: &GroupReport) {
         let _ = writeln!(
             s,
             "Learning rates tried per setting. A run diverged when its loss became non-finite or its final \
-             validation loss was no lower than its first. Only the runs given to the report count: a \
-             sweep's report is given its finished runs, so rates whose runs all stopped early (a \
-             non-finite loss stops training) are missing here; they are listed under \"Runs that did not \
+             validation loss was no lower than its first. A sweep's runs that stopped early (a \
+             non-finite loss stops training) are counted here too, and listed under \"Runs that did not \
              finish\" at the end.\n"
         );
         let _ = writeln!(

@@ -23,7 +23,7 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     let baseline = attnlab_model::MetricKind::parse(&args.baseline)
         .map_err(|e| anyhow::anyhow!("--baseline {}: {e}", args.baseline))?;
-    let options = attnlab_eval::ReportOptions { baseline: baseline.name().to_string(), sweep_report: false };
+    let options = attnlab_eval::ReportOptions { baseline: baseline.name().to_string(), ..Default::default() };
     let report = attnlab_eval::write_report_with(&args.runs, &args.out, &options)?;
     println!(
         "report of {} runs in {} task group(s): {}",

@@ -13,13 +13,17 @@ use attnlab_train::sweep::{self, Failure, Outcome, PlannedRun, RunState};
 pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
     let mut finished: Vec<PathBuf> = Vec::new();
     let mut missing: Vec<Unfinished> = Vec::new();
+    let mut stopped: Vec<PathBuf> = Vec::new();
     for run in runs {
         let dir = run.dir(out);
         match RunState::of(&dir) {
             RunState::Finished => finished.push(dir),
-            RunState::Failed => missing.push(Unfinished::Failed(
-                Failure::read(&dir).unwrap_or_else(|| failure_unreadable(&run.name)),
-            )),
+            RunState::Failed => {
+                missing.push(Unfinished::Failed(
+                    Failure::read(&dir).unwrap_or_else(|| failure_unreadable(&run.name)),
+                ));
+                stopped.push(dir);
+            }
             state => {
                 missing.push(Unfinished::NotFinished { name: run.name.clone(), state: state.name().into() })
             }
@@ -27,7 +31,7 @@ pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
     }
     let report_dir = sweep::report_dir(out);
     if !finished.is_empty() {
-        let options = attnlab_eval::ReportOptions { sweep_report: true, ..Default::default() };
+        let options = attnlab_eval::ReportOptions { sweep_report: true, stopped, ..Default::default() };
         attnlab_eval::write_report_with(&finished, &report_dir, &options)?;
     }
     unfinished::write(&report_dir, &missing, finished.is_empty())?;
