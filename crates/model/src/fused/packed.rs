@@ -104,10 +104,11 @@ impl Packed {
         Ok((b, t, self.h, c3 / (3 * self.h)))
     }
 
-    /// Applies the qk transform to the gathered `q; k` `(2t, d)`, row `i` of each at position `i`.
-    fn transform(&self, qk: &mut [f32], gain: &[f32], t: usize, d: usize) {
+    /// Applies the qk transform to the gathered `q; k` `(2t, d)`, row `i` of each at position `i`,
+    /// keeping the rows' inverse norms in `invs` `(2t)` when given.
+    fn transform(&self, qk: &mut [f32], gain: &[f32], invs: Option<&mut [f32]>, t: usize, d: usize) {
         let Some(f) = &self.qk else { return };
-        forward_rows(f, qk, self.gain.then_some(gain), t, d);
+        forward_rows(f, qk, self.gain.then_some(gain), invs, t, d);
     }
 
     /// Whether the metric scores unit rows (`cosine`): the gathered q and k are normalised.
@@ -153,10 +154,18 @@ fn gather_raw(qkv: &[f32], (bb, hd): (usize, usize), (_, t, h, d): Dims, qk: &mu
     gather(src, 2 * c + hd * d, 3 * c, d, v);
 }
 
-/// The scored rows from raw `q; k` `(2t, d)`, in place: the qk transform, then unit rows for
-/// cosine; returns the inverse norms (cosine) or an empty vector.
-fn score_rows(op: &Packed, qk: &mut [f32], gain: &[f32], t: usize, d: usize) -> Vec<f32> {
-    op.transform(qk, gain, t, d);
+/// The scored rows from raw `q; k` `(2t, d)`, in place: the qk transform (its inverse norms to
+/// `qk_invs` when given), then unit rows for cosine; returns the unit rows' inverse norms
+/// (cosine) or an empty vector.
+fn score_rows(
+    op: &Packed,
+    qk: &mut [f32],
+    gain: &[f32],
+    qk_invs: Option<&mut [f32]>,
+    t: usize,
+    d: usize,
+) -> Vec<f32> {
+    op.transform(qk, gain, qk_invs, t, d);
     if op.unit_rows() { unit_rows_in_place(qk, d) } else { Vec::new() }
 }
 
@@ -187,7 +196,7 @@ impl CustomOp3 for Packed {
                 let (qk, rest) = buf.split_at_mut(2 * t * d);
                 let (v, y) = rest.split_at_mut(t * d);
                 gather_raw(qkv, (bb, hd), dims, qk, v);
-                score_rows(self, qk, gain, t, d);
+                score_rows(self, qk, gain, None, t, d);
                 let p = self.inner.param(param, hd);
                 self.inner.head(qk.split_at(t * d), v, y, &blocks, (t, t, d, d), p)?;
                 // SAFETY: `out` holds `b * t` rows of `c`; unit (bb, hd) alone writes channels
@@ -238,12 +247,12 @@ struct PackedBwd {
 }
 
 impl PackedBwd {
-    /// Turns the gradients of the scored rows `g_qk` `(2t, d)` into those of the raw rows `raw`,
-    /// adding the unit's gain gradient to `gg` `(2d)`.
-    fn raw_grads(&self, g_qk: &mut [f32], raw: &[f32], gg: &mut [f32], t: usize, d: usize) {
+    /// Turns the gradients of the scored rows `g_qk` `(2t, d)` into those of the raw rows `raw`
+    /// (inverse norms `invs` `(2t)`), adding the unit's gain gradient to `gg` `(2d)`.
+    fn raw_grads(&self, g_qk: &mut [f32], raw: &[f32], invs: &[f32], gg: &mut [f32], t: usize, d: usize) {
         let fwd = &self.fwd;
         let Some(f) = &fwd.qk else { return };
-        backward_rows(f, g_qk, raw, fwd.gain.then_some(&self.gain[..]), gg, t, d);
+        backward_rows(f, g_qk, raw, invs, fwd.gain.then_some(&self.gain[..]), gg, t, d);
     }
 }
 
@@ -271,18 +280,20 @@ impl CustomOp2 for PackedBwd {
         let ptr = SharedMut(out.as_mut_ptr());
         let blocks = fwd.inner.blocks(t, t);
         let inner = AttendBwd { fwd: fwd.inner.clone(), param: self.param.clone() };
-        let n_raw = if fwd.qk.is_some() { 2 * t * d } else { 0 };
+        // With a qk transform: the raw q; k rows and their inverse norms.
+        let (n_raw, n_inv) = if fwd.qk.is_some() { (2 * t * d, 2 * t) } else { (0, 0) };
         par_units(b * h, b * h * t * t * 4 * d, |u| {
             let (bb, hd) = (u / h, u % h);
-            with_gather(7 * t * d + n_raw, |buf| {
+            with_gather(7 * t * d + n_raw + n_inv, |buf| {
                 let (qk, rest) = buf.split_at_mut(2 * t * d);
                 let (v, rest) = rest.split_at_mut(t * d);
                 let (gy_u, rest) = rest.split_at_mut(t * d);
                 let (g_qk, rest) = rest.split_at_mut(2 * t * d);
-                let (g_v, raw) = rest.split_at_mut(t * d);
+                let (g_v, rest) = rest.split_at_mut(t * d);
+                let (raw, qk_invs) = rest.split_at_mut(n_raw);
                 gather_raw(qkv, (bb, hd), dims, qk, v);
                 raw.copy_from_slice(&qk[..n_raw]);
-                let inv = score_rows(fwd, qk, &self.gain, t, d);
+                let inv = score_rows(fwd, qk, &self.gain, Some(&mut *qk_invs), t, d);
                 gather(&gy[bb * t * c..(bb + 1) * t * c], hd * d, c, d, gy_u);
                 g_qk.fill(0.0);
                 g_v.fill(0.0);
@@ -296,7 +307,7 @@ impl CustomOp2 for PackedBwd {
                 let gg = unsafe {
                     if fwd.gain { part(ptr, total, n + b * h + u * 2 * d, 2 * d) } else { &mut [][..] }
                 };
-                self.raw_grads(g_qk, raw, gg, t, d);
+                self.raw_grads(g_qk, raw, qk_invs, gg, t, d);
                 let (gq, gk) = g_qk.split_at(t * d);
                 // SAFETY: `out` starts with `b * t` rows of `3 c`; unit (bb, hd) alone writes its
                 // head's channels of each third in batch element bb's rows, and slot `n + u`.

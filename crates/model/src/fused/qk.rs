@@ -47,31 +47,36 @@ pub struct QkFn {
 
 impl QkFn {
     /// Transforms one head row `x` `(d,)` at position `m` in place: qk-norm (times `gain`
-    /// `(d,)`, if any), then RoPE.
+    /// `(d,)`, if any), then RoPE. Returns the row's inverse norm `r` (1 without qk-norm), which
+    /// its backward takes.
     #[inline(always)]
-    pub(super) fn forward_row(&self, x: &mut [f32], m: usize, gain: Option<&[f32]>) {
+    pub(super) fn forward_row(&self, x: &mut [f32], m: usize, gain: Option<&[f32]>) -> f32 {
+        let mut inv = 1.0;
         if let Some(nf) = self.norm {
-            let inv = inv_norm(nf, x);
+            inv = inv_norm(nf, x);
             match gain {
                 Some(g) => x.iter_mut().zip(g).for_each(|(v, &w)| *v *= inv * w),
                 None => x.iter_mut().for_each(|v| *v *= inv),
             }
         }
         self.rotate(x, m, 1.0);
+        inv
     }
 
     /// Backward of [`QkFn::forward_row`]: turns `gx` (the gradient of the transformed row) into
-    /// the gradient of the raw row `x` in place, and adds the row's gain gradient to `gg` `(d,)`.
+    /// the gradient of the raw row `x` in place, given the forward's inverse norm `inv`, and adds
+    /// the row's gain gradient to `gg` `(d,)`.
+    #[inline(always)]
     pub(super) fn backward_row(
         &self,
         gx: &mut [f32],
         x: &[f32],
+        inv: f32,
         m: usize,
         gain: Option<(&[f32], &mut [f32])>,
     ) {
         self.rotate(gx, m, -1.0); // gx = R^T dy = d(normalised row)
         let Some(nf) = self.norm else { return };
-        let inv = inv_norm(nf, x);
         if let Some((w, gg)) = gain {
             for (((g, acc), &xv), &wv) in gx.iter_mut().zip(gg.iter_mut()).zip(x).zip(w) {
                 *acc += *g * xv * inv;
@@ -104,22 +109,36 @@ impl QkFn {
 }
 
 /// [`QkFn::forward_row`] on every row of `qk` `(2t, d)` (queries then keys): row `r` at position
-/// `r % t` with part `r / t` of `gain` `(2d)`; compiled per CPU.
+/// `r % t` with part `r / t` of `gain` `(2d)`; the rows' inverse norms go to `invs` `(2t)` when
+/// given (the backward's); compiled per CPU.
 #[multiversion::multiversion(targets = "simd")]
-pub(super) fn forward_rows(f: &QkFn, qk: &mut [f32], gain: Option<&[f32]>, t: usize, d: usize) {
+pub(super) fn forward_rows(
+    f: &QkFn,
+    qk: &mut [f32],
+    gain: Option<&[f32]>,
+    mut invs: Option<&mut [f32]>,
+    t: usize,
+    d: usize,
+) {
     for (r, x) in qk.chunks_mut(d).enumerate() {
         let p = r / t;
-        f.forward_row(x, r % t, gain.map(|g| &g[p * d..(p + 1) * d]));
+        let inv = f.forward_row(x, r % t, gain.map(|g| &g[p * d..(p + 1) * d]));
+        if let Some(invs) = invs.as_deref_mut() {
+            invs[r] = inv;
+        }
     }
 }
 
-/// [`QkFn::backward_row`] on every row of `g_qk` `(2t, d)` with the raw rows `raw`, adding the
-/// gain gradients to `gg` `(2d)` where there is a `gain` `(2d)`; compiled per CPU.
+/// [`QkFn::backward_row`] on every row of `g_qk` `(2t, d)` with the raw rows `raw` and their
+/// inverse norms `invs` `(2t)` from [`forward_rows`], adding the gain gradients to `gg` `(2d)`
+/// where there is a `gain` `(2d)`; compiled per CPU.
 #[multiversion::multiversion(targets = "simd")]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward_rows(
     f: &QkFn,
     g_qk: &mut [f32],
     raw: &[f32],
+    invs: &[f32],
     gain: Option<&[f32]>,
     gg: &mut [f32],
     t: usize,
@@ -128,7 +147,7 @@ pub(super) fn backward_rows(
     for (r, (gx, x)) in g_qk.chunks_mut(d).zip(raw.chunks(d)).enumerate() {
         let p = r / t;
         let gain = gain.map(|w| (&w[p * d..(p + 1) * d], &mut gg[p * d..(p + 1) * d]));
-        f.backward_row(gx, x, r % t, gain);
+        f.backward_row(gx, x, invs[r], r % t, gain);
     }
 }
 
