@@ -30,7 +30,7 @@ fn targets<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [u32]> {
 #[inline(always)]
 fn logsumexp(z: &[f32]) -> f32 {
     let m = lanes::max(z);
-    m + lanes::fold_sum(z.len(), |i| fast_exp(z[i] - m)).ln()
+    m + lanes::sum_by([z], |[v]| fast_exp(v - m)).ln()
 }
 
 /// [`logsumexp`] of one row, vectorised for the CPU.

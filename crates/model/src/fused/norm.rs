@@ -63,7 +63,7 @@ fn grad_x_row(n: Norm, x: &[f32], w: &[f32], g: &[f32], o: &mut [f32]) {
     let (mean, rstd) = stats(n, x);
     let (x, w, g, o) = (&x[..c], &w[..c], &g[..c], &mut o[..c]);
     let m_gw = if n.rms { 0.0 } else { lanes::dot(g, w) / cf };
-    let m_gwx = lanes::fold_sum(c, |j| g[j] * w[j] * (x[j] - mean)) * rstd / cf;
+    let m_gwx = lanes::sum_by([g, w, x], |[g, w, x]| g * w * (x - mean)) * rstd / cf;
     for j in 0..c {
         let xh = (x[j] - mean) * rstd;
         o[j] = rstd * (g[j] * w[j] - m_gw - xh * m_gwx);

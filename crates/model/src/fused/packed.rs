@@ -5,7 +5,7 @@
 //!
 //! Each `(batch, head)` unit gathers its rows into contiguous per-thread tiles and runs the
 //! per-head kernels of [`super::tiles`]; `cosine` normalises the gathered rows itself
-//! ([`crate::metric::unit`]).
+//! ([`super::qk::unit_rows`]).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -13,13 +13,12 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 
 use super::profile::{OpKind, Pass, Timer};
-use super::qk::{QkFn, backward_rows, forward_rows};
+use super::qk::{QkFn, backward_rows, forward_rows, unit_rows, unit_rows_bwd};
 use super::rowmask::RowMask;
 use super::rows::{MetricFn, ParamUse, head_param};
 use super::tiles::{Attend, AttendBwd, Block};
 use super::{SharedMut, cpu_f32, par_units, part, slice, to_vec, with_scratch};
 use crate::metric::table::Input;
-use crate::metric::unit::{unit_rows_bwd, unit_rows_in_place};
 
 thread_local! {
     /// Per-thread gathered rows of one unit: q, k, v, (dy, dq, dk, dv), norms.
@@ -105,8 +104,8 @@ impl Packed {
     }
 
     /// Applies the qk transform to the gathered `q; k` `(2t, d)`, row `i` of each at position `i`,
-    /// keeping the rows' inverse norms in `invs` `(2t)` when given.
-    fn transform(&self, qk: &mut [f32], gain: &[f32], invs: Option<&mut [f32]>, t: usize, d: usize) {
+    /// keeping the rows' inverse norms in `invs` `(2t)`.
+    fn transform(&self, qk: &mut [f32], gain: &[f32], invs: &mut [f32], t: usize, d: usize) {
         let Some(f) = &self.qk else { return };
         forward_rows(f, qk, self.gain.then_some(gain), invs, t, d);
     }
@@ -155,18 +154,18 @@ fn gather_raw(qkv: &[f32], (bb, hd): (usize, usize), (_, t, h, d): Dims, qk: &mu
 }
 
 /// The scored rows from raw `q; k` `(2t, d)`, in place: the qk transform (its inverse norms to
-/// `qk_invs` when given), then unit rows for cosine; returns the unit rows' inverse norms
+/// `qk_invs` `(2t)`, empty without one), then unit rows for cosine; returns the unit rows' inverse norms
 /// (cosine) or an empty vector.
 fn score_rows(
     op: &Packed,
     qk: &mut [f32],
     gain: &[f32],
-    qk_invs: Option<&mut [f32]>,
+    qk_invs: &mut [f32],
     t: usize,
     d: usize,
 ) -> Vec<f32> {
     op.transform(qk, gain, qk_invs, t, d);
-    if op.unit_rows() { unit_rows_in_place(qk, d) } else { Vec::new() }
+    if op.unit_rows() { unit_rows(qk, d) } else { Vec::new() }
 }
 
 impl CustomOp3 for Packed {
@@ -190,13 +189,15 @@ impl CustomOp3 for Packed {
         let mut out = vec![0f32; b * t * c];
         let ptr = SharedMut(out.as_mut_ptr());
         let blocks: Vec<Block> = self.inner.blocks(t, t);
+        let n_inv = if self.qk.is_some() { 2 * t } else { 0 };
         par_units(b * h, b * h * t * t * 2 * d, |u| {
             let (bb, hd) = (u / h, u % h);
-            with_gather(4 * t * d, |buf| {
+            with_gather(4 * t * d + n_inv, |buf| {
                 let (qk, rest) = buf.split_at_mut(2 * t * d);
-                let (v, y) = rest.split_at_mut(t * d);
+                let (v, rest) = rest.split_at_mut(t * d);
+                let (y, qk_invs) = rest.split_at_mut(t * d);
                 gather_raw(qkv, (bb, hd), dims, qk, v);
-                score_rows(self, qk, gain, None, t, d);
+                score_rows(self, qk, gain, qk_invs, t, d);
                 let p = self.inner.param(param, hd);
                 self.inner.head(qk.split_at(t * d), v, y, &blocks, (t, t, d, d), p)?;
                 // SAFETY: `out` holds `b * t` rows of `c`; unit (bb, hd) alone writes channels
@@ -293,7 +294,7 @@ impl CustomOp2 for PackedBwd {
                 let (raw, qk_invs) = rest.split_at_mut(n_raw);
                 gather_raw(qkv, (bb, hd), dims, qk, v);
                 raw.copy_from_slice(&qk[..n_raw]);
-                let inv = score_rows(fwd, qk, &self.gain, Some(&mut *qk_invs), t, d);
+                let inv = score_rows(fwd, qk, &self.gain, qk_invs, t, d);
                 gather(&gy[bb * t * c..(bb + 1) * t * c], hd * d, c, d, gy_u);
                 g_qk.fill(0.0);
                 g_v.fill(0.0);

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use super::lanes;
+use crate::metric::unit::UNIT_EPS;
 
 /// The qk-norm of [`QkFn`]: `x / sqrt(|x|^2 / n + eps)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,25 +47,28 @@ pub struct QkFn {
 }
 
 impl QkFn {
-    /// Transforms one head row `x` `(d,)` at position `m` in place: qk-norm (times `gain`
-    /// `(d,)`, if any), then RoPE. Returns the row's inverse norm `r` (1 without qk-norm), which
-    /// its backward takes.
+    /// Transforms one head row `x` `(d,)` at position `m` in place, given its inverse norm `inv`
+    /// ([`QkFn::inv_norm`]): qk-norm (times `gain` `(d,)`, if any), then RoPE.
     #[inline(always)]
-    pub(super) fn forward_row(&self, x: &mut [f32], m: usize, gain: Option<&[f32]>) -> f32 {
-        let mut inv = 1.0;
-        if let Some(nf) = self.norm {
-            inv = inv_norm(nf, x);
+    pub(super) fn forward_row(&self, x: &mut [f32], m: usize, gain: Option<&[f32]>, inv: f32) {
+        if self.norm.is_some() {
             match gain {
                 Some(g) => x.iter_mut().zip(g).for_each(|(v, &w)| *v *= inv * w),
                 None => x.iter_mut().for_each(|v| *v *= inv),
             }
         }
         self.rotate(x, m, 1.0);
-        inv
+    }
+
+    /// The inverse norm `r` of row `x` that [`QkFn::forward_row`] scales by (1 without
+    /// qk-norm), and which its backward takes.
+    #[inline(always)]
+    fn inv_norm(&self, x: &[f32]) -> f32 {
+        self.norm.map_or(1.0, |nf| inv_norm(nf, x))
     }
 
     /// Backward of [`QkFn::forward_row`]: turns `gx` (the gradient of the transformed row) into
-    /// the gradient of the raw row `x` in place, given the forward's inverse norm `inv`, and adds
+    /// the gradient of the raw row `x` in place, given its inverse norm `inv`, and adds
     /// the row's gain gradient to `gg` `(d,)`.
     #[inline(always)]
     pub(super) fn backward_row(
@@ -83,9 +87,7 @@ impl QkFn {
                 *g *= wv;
             }
         }
-        // gx = r (gx^ - x^ (gx^ . x^) / n) with x^ = x r.
-        let dot = lanes::dot(gx, x) * inv / nf.n;
-        gx.iter_mut().zip(x).for_each(|(gv, &xv)| *gv = inv * (*gv - xv * inv * dot));
+        norm_bwd_row(gx, x, inv, nf.n);
     }
 
     /// Whether the transform does nothing.
@@ -109,23 +111,25 @@ impl QkFn {
 }
 
 /// [`QkFn::forward_row`] on every row of `qk` `(2t, d)` (queries then keys): row `r` at position
-/// `r % t` with part `r / t` of `gain` `(2d)`; the rows' inverse norms go to `invs` `(2t)` when
-/// given (the backward's); compiled per CPU.
+/// `r % t` with part `r / t` of `gain` `(2d)`; the rows' inverse norms go to `invs` `(2t)` (the
+/// backward takes them); compiled per CPU.
 #[multiversion::multiversion(targets = "simd")]
 pub(super) fn forward_rows(
     f: &QkFn,
     qk: &mut [f32],
     gain: Option<&[f32]>,
-    mut invs: Option<&mut [f32]>,
+    invs: &mut [f32],
     t: usize,
     d: usize,
 ) {
-    for (r, x) in qk.chunks_mut(d).enumerate() {
+    // Every row's norm first: independent square roots and divisions overlap, where one row's
+    // chain of them followed by its scaling would wait on each in turn.
+    for (inv, x) in invs.iter_mut().zip(qk.chunks(d)) {
+        *inv = f.inv_norm(x);
+    }
+    for (r, (x, &inv)) in qk.chunks_mut(d).zip(invs.iter()).enumerate() {
         let p = r / t;
-        let inv = f.forward_row(x, r % t, gain.map(|g| &g[p * d..(p + 1) * d]));
-        if let Some(invs) = invs.as_deref_mut() {
-            invs[r] = inv;
-        }
+        f.forward_row(x, r % t, gain.map(|g| &g[p * d..(p + 1) * d]), inv);
     }
 }
 
@@ -155,4 +159,37 @@ pub(super) fn backward_rows(
 #[inline(always)]
 fn inv_norm(nf: NormFn, x: &[f32]) -> f32 {
     1.0 / (lanes::dot(x, x) / nf.n + nf.eps).sqrt()
+}
+
+/// The norm's backward on one row, in place: `g <- r (g - x^ (g . x^) / n)` with `x^ = x r`,
+/// given the raw row `x` and its inverse norm `r`.
+#[inline(always)]
+fn norm_bwd_row(g: &mut [f32], x: &[f32], inv: f32, n: f32) {
+    let dot = lanes::dot(g, x) * inv / n;
+    g.iter_mut().zip(x).for_each(|(gv, &xv)| *gv = inv * (*gv - xv * inv * dot));
+}
+
+/// `cosine`'s unit rows ([`crate::metric::unit`]) in place on `x` `(n, d)`: the norm of
+/// [`QkFn`] with `n = 1` and eps [`UNIT_EPS`]; returns each row's `1 / sqrt(|x|^2 + eps)`;
+/// compiled per CPU.
+#[multiversion::multiversion(targets = "simd")]
+pub(super) fn unit_rows(x: &mut [f32], d: usize) -> Vec<f32> {
+    let nf = NormFn { n: 1.0, eps: UNIT_EPS };
+    x.chunks_mut(d)
+        .map(|row| {
+            let inv = inv_norm(nf, row);
+            row.iter_mut().for_each(|v| *v *= inv);
+            inv
+        })
+        .collect()
+}
+
+/// Backward of [`unit_rows`] in place on `g` `(n, d)`: `g <- (g - u (u . g)) r` per row, given
+/// the unit rows `u` and the inverse norms `r` it returned; compiled per CPU.
+#[multiversion::multiversion(targets = "simd")]
+pub(super) fn unit_rows_bwd(u: &[f32], inv: &[f32], g: &mut [f32], d: usize) {
+    for ((gr, ur), &r) in g.chunks_mut(d).zip(u.chunks(d)).zip(inv) {
+        let dot = lanes::dot(gr, ur);
+        gr.iter_mut().zip(ur).for_each(|(gv, &uv)| *gv = (*gv - uv * dot) * r);
+    }
 }

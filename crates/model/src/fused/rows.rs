@@ -230,34 +230,26 @@ fn backward_row_of<M: Metric>(
         ParamUse::Temperature | ParamUse::Scale => true,
         ParamUse::None | ParamUse::Power => false,
     };
+    let wg = sg.wg;
+    let head_grad = |r: f32| if head_grad { r } else { 0.0 };
     match M::INPUT {
-        Input::Dot | Input::UnitDot => {
-            let gp = if head_grad { lanes::fold_sum(n, |j| sg.at(j) * M::dscore_dhead(qk[j])) } else { 0.0 };
-            let ds = |z: f32| M::dscore(c, h, z, || M::score(c, &h, z));
-            (0..n).for_each(|j| o[j] = sg.at(j) * ds(qk[j]));
-            gp
-        }
-        Input::SqDist => {
-            let kn = &row.kn[..n];
-            let mut gp = 0.0;
-            for j in 0..n {
-                let r = sq_dist_unclamped(row.qn, kn[j], qk[j]);
-                let z = r.max(0.0);
-                let d = sg.at(j) * M::dscore(c, h, z, || M::score(c, &h, z));
-                o[j] = if r >= 0.0 { -2.0 * d } else { 0.0 };
-                if head_grad {
-                    gp += sg.at(j) * M::dscore_dhead(z);
-                }
-            }
-            gp
-        }
+        Input::Dot | Input::UnitDot => lanes::map_sum_by(o, [qk, sg.w, sg.g], |[z, w, g]| {
+            let s = w * (g - wg);
+            (s * M::dscore(c, h, z, || M::score(c, &h, z)), head_grad(s * M::dscore_dhead(z)))
+        }),
+        Input::SqDist => lanes::map_sum_by(o, [qk, &row.kn[..n], sg.w, sg.g], |[v, kn, w, g]| {
+            let r = sq_dist_unclamped(row.qn, kn, v);
+            let z = r.max(0.0);
+            let s = w * (g - wg);
+            let d = s * M::dscore(c, h, z, || M::score(c, &h, z));
+            (if r >= 0.0 { -2.0 * d } else { 0.0 }, head_grad(s * M::dscore_dhead(z)))
+        }),
         Input::DistPow => match (M::KEEP_SCORES, scores) {
             (true, Some(e)) => {
-                let e = &e[..n];
-                with_pow!(h, pw => dist_grads(f, row, qk, sg, o, pw, |j, u| M::dscore(c, h, u, || e[j]), M::dscore_dhead))
+                with_pow!(h, pw => dist_grads(f, row, qk, sg, o, pw, &e[..n], |e, u| M::dscore(c, h, u, || e), M::dscore_dhead))
             }
             (true, None) | (false, _) => {
-                with_pow!(h, pw => dist_grads(f, row, qk, sg, o, pw, |_, u| {
+                with_pow!(h, pw => dist_grads(f, row, qk, sg, o, pw, qk, |_, u| {
                     M::dscore(c, h, u, || M::score(c, &h, u))
                 }, M::dscore_dhead))
             }
@@ -273,17 +265,11 @@ struct SoftmaxGrad<'a> {
     wg: f32,
 }
 
-impl SoftmaxGrad<'_> {
-    #[inline(always)]
-    fn at(self, j: usize) -> f32 {
-        self.w[j] * (self.g[j] - self.wg)
-    }
-}
-
 /// `g_qk = -2 ds ds/du du/dx` (zero where the squared distance was clamped) for one row of a
-/// [`Input::DistPow`] metric with `ds/du` given (as a function of the key index and `u`); returns
-/// the row's gradient of the learned power (`sum ds ds/du u ln(x) / 2`) or of the learned scale
-/// (`sum ds ds/dscale(u)`, `dsdh`) when the row has one, else 0. All slices hold the row's `n` keys.
+/// [`Input::DistPow`] metric with `ds/du` given (as a function of the kept score `e_j`, or of
+/// whatever `e` holds when scores are not kept, and `u`); returns the row's gradient of the
+/// learned power (`sum ds ds/du u ln(x) / 2`) or of the learned scale (`sum ds ds/dscale(u)`,
+/// `dsdh`) when the row has one, else 0. All slices hold the row's `n` keys.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn dist_grads<P: PowFn>(
@@ -293,12 +279,13 @@ fn dist_grads<P: PowFn>(
     sg: SoftmaxGrad,
     o: &mut [f32],
     pw: P,
-    dsdu: impl Fn(usize, f32) -> f32,
+    e: &[f32],
+    dsdu: impl Fn(f32, f32) -> f32,
     dsdh: impl Fn(f32) -> f32,
 ) -> f32 {
     let n = o.len();
-    let (qk, kn, w, g) = (&qk[..n], &row.kn[..n], &sg.w[..n], &sg.g[..n]);
-    let sg = SoftmaxGrad { w, g, wg: sg.wg };
+    let (qk, kn, w, g, e) = (&qk[..n], &row.kn[..n], &sg.w[..n], &sg.g[..n], &e[..n]);
+    let wg = sg.wg;
     let x_at = |j: usize| {
         let r = sq_dist_unclamped(row.qn, kn[j], qk[j]);
         (r, r.max(0.0) + f.delta)
@@ -306,18 +293,23 @@ fn dist_grads<P: PowFn>(
     for (j, o) in o.iter_mut().enumerate() {
         let (r, x) = x_at(j);
         let u = pw.u(x);
-        let d = sg.at(j) * dsdu(j, u);
+        let d = w[j] * (g[j] - wg) * dsdu(e[j], u);
         *o = if r >= 0.0 { -2.0 * d * pw.dudx(x, u) } else { 0.0 };
     }
+    // The head gradient in a pass of its own: folded into the loop above, its sum (and for the
+    // power, `ln`, a libm call) would keep that loop from vectorising.
     match row.learned {
         ParamUse::None | ParamUse::Temperature => 0.0,
         ParamUse::Power => (0..n)
             .map(|j| {
                 let x = x_at(j).1;
                 let u = pw.u(x);
-                sg.at(j) * dsdu(j, u) * u * 0.5 * x.ln()
+                w[j] * (g[j] - wg) * dsdu(e[j], u) * u * 0.5 * x.ln()
             })
             .sum(),
-        ParamUse::Scale => (0..n).map(|j| sg.at(j) * dsdh(pw.u(x_at(j).1))).sum(),
+        ParamUse::Scale => lanes::sum_by([qk, kn, w, g], |[v, kn, w, g]| {
+            let x = sq_dist_unclamped(row.qn, kn, v).max(0.0) + f.delta;
+            w * (g - wg) * dsdh(pw.u(x))
+        }),
     }
 }

@@ -372,17 +372,17 @@ impl AttendBwd {
     }
 }
 
-/// Squared-norm terms of the keys once all blocks are done: `gk_j -= col_j k_j`.
+/// Squared-norm terms of the keys once all blocks are done: `gk_j -= col_j k_j`; compiled per CPU.
+#[multiversion::multiversion(targets = "simd")]
 fn col_norm_terms(col: &[f32], k: &[f32], gk: &mut [f32], d: usize) {
-    for (j, &c) in col.iter().enumerate() {
-        for (o, &x) in gk[j * d..(j + 1) * d].iter_mut().zip(&k[j * d..(j + 1) * d]) {
-            *o -= c * x;
-        }
+    for ((&c, gk), k) in col.iter().zip(gk.chunks_mut(d)).zip(k.chunks(d)) {
+        gk.iter_mut().zip(k).for_each(|(o, &x)| *o -= c * x);
     }
 }
 
 /// Squared-norm terms of one block: `gq_i -= (sum_j G_ij) q_i`; adds column sums of `G` to `col`
-/// (applied to the keys once all blocks are done).
+/// (applied to the keys once all blocks are done); compiled per CPU.
+#[multiversion::multiversion(targets = "simd")]
 fn row_norm_terms(
     gs: &[f32],
     q: &[f32],
@@ -390,12 +390,9 @@ fn row_norm_terms(
     col: &mut [f32],
     (rb, kn, d): (usize, usize, usize),
 ) {
-    for i in 0..rb {
-        let row = &gs[i * kn..(i + 1) * kn];
+    for ((row, gq), q) in gs.chunks(kn).take(rb).zip(gq.chunks_mut(d)).zip(q.chunks(d)) {
         col.iter_mut().zip(row).for_each(|(c, &g)| *c += g);
         let acc = lanes::sum(row);
-        for (o, &x) in gq[i * d..(i + 1) * d].iter_mut().zip(&q[i * d..(i + 1) * d]) {
-            *o -= acc * x;
-        }
+        gq.iter_mut().zip(q).for_each(|(o, &x)| *o -= acc * x);
     }
 }
