@@ -166,6 +166,9 @@ fn shards_train_each_run_once_and_report_only_merges_them() {
     let plan = ok(&sweep_cmd(&sweep, &out, &["--plan", "--shard", "2/2"]));
     let pending = plan.lines().filter(|l| l.starts_with("pending ")).count();
     assert_eq!(pending, shard2.lines().count(), "{plan}");
+    let marked = plan.lines().filter(|l| l.contains(" *2/2")).count();
+    assert_eq!(marked, shard2.lines().count(), "{plan}");
+    assert!(plan.ends_with("* marks the runs of shard 2/2\n"), "{plan}");
     ok(&sweep_cmd(&sweep, &out, &["--shard", "2/2"]));
     ok(&sweep_cmd(&sweep, &out, &["--report-only"]));
     assert_eq!(json(&out.join("report/report.json"))["n_runs"], 6);
@@ -197,7 +200,8 @@ fn a_killed_jobs_claim_is_taken_over_and_the_run_resumed() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let plan = ok(&sweep_cmd(&sweep, &out, &["--plan"]));
-    assert!(plan.starts_with("running(locked)"), "{plan}");
+    assert!(plan.starts_with("STATE"), "a header first: {plan}");
+    assert!(plan.lines().nth(1).is_some_and(|l| l.starts_with("running(locked)")), "{plan}");
     let holder = fs::read_to_string(run.join(".lock")).expect("lock file");
     let pid: u32 = holder.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("pid in lock file");
     for p in [pid, parent.id()] {
@@ -207,7 +211,7 @@ fn a_killed_jobs_claim_is_taken_over_and_the_run_resumed() {
     let _ = parent.wait();
     std::thread::sleep(Duration::from_millis(100));
     let plan = ok(&sweep_cmd(&sweep, &out, &["--plan"]));
-    assert!(plan.starts_with("pending(resumable)"), "{plan}");
+    assert!(plan.lines().nth(1).is_some_and(|l| l.starts_with("pending(resumable)")), "{plan}");
     let stdout = ok(&sweep_cmd(&sweep, &out, &[]));
     assert!(stdout.contains("1 resumed"), "{stdout}");
     assert_eq!(json(&run.join("summary.json"))["steps"], 400);

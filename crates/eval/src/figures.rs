@@ -149,29 +149,51 @@ pub fn geometry_chart(
     group: &TaskGroup,
     measures: &[(&str, LayerCurves)],
 ) -> Result<Vec<PathBuf>> {
-    let panels: Vec<Panel> = measures
-        .iter()
-        .map(|(name, curves)| Panel {
-            title: name.to_string(),
-            x_label: "layer".into(),
-            y_label: name.to_string(),
-            integer_x: true,
-            log_y: false,
-            series: curves
-                .iter()
-                .enumerate()
-                .map(|(color, (label, ys))| Series {
-                    label: Some(label.clone()),
-                    color,
-                    points: ys.iter().enumerate().map(|(l, y)| (l as f64, *y)).collect(),
-                    markers: true,
-                    band: Vec::new(),
-                })
-                .collect(),
-            hline: None,
-        })
-        .collect();
+    let panels: Vec<Panel> = measures.iter().map(|(name, curves)| measure_panel(name, curves)).collect();
     let title =
         format!("{}: attention geometry on validation inputs (mean over heads and seeds)", group.task);
     line_grid(&dir.join(format!("{}_geometry", group.id)), &title, &panels, (420, 360), 4)
+}
+
+/// One geometry measure's panel: x = layer, one line per seed group; a log axis when every value
+/// is positive and they span more than three orders of magnitude (max |score| of a run whose
+/// scores grew to 1e19 would otherwise flatten every other config to one line at 0).
+fn measure_panel(name: &str, curves: &LayerCurves) -> Panel {
+    let series: Vec<Series> = curves
+        .iter()
+        .enumerate()
+        .map(|(color, (label, ys))| Series {
+            label: Some(label.clone()),
+            color,
+            points: ys.iter().enumerate().map(|(l, y)| (l as f64, *y)).collect(),
+            markers: true,
+            band: Vec::new(),
+        })
+        .collect();
+    let positive = series.iter().flat_map(|s| &s.points).all(|p| !p.1.is_finite() || p.1 > 0.0);
+    Panel {
+        title: name.to_string(),
+        x_label: "layer".into(),
+        y_label: name.to_string(),
+        integer_x: true,
+        log_y: positive && Panel::spans(&series, 1e3),
+        series,
+        hline: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_measure_spanning_orders_of_magnitude_gets_a_log_axis_and_others_do_not() {
+        let curves = |ys: [[f64; 2]; 2]| -> LayerCurves {
+            ys.iter().enumerate().map(|(i, y)| (format!("c{i}"), y.to_vec())).collect()
+        };
+        assert!(measure_panel("max |score|", &curves([[3.0, 5.0], [2.8e19, 4.0]])).log_y);
+        assert!(!measure_panel("max |score|", &curves([[3.0, 5.0], [30.0, 4.0]])).log_y);
+        // A zero (no unselectable keys) cannot go on a log axis.
+        assert!(!measure_panel("unselected", &curves([[0.0, 5.0], [2.8e19, 4.0]])).log_y);
+    }
 }

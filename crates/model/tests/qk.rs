@@ -315,6 +315,9 @@ fn bad_qk_and_position_options_are_rejected_naming_the_key() {
     check(&|c| c.pos.rope_fraction = 0.3, "rope_fraction"); // 2.4 dimensions
     check(&|c| c.pos.rope_base = -1.0, "rope_base");
     check(&|c| c.attention.attn_scale = Some(0.0), "attn_scale");
+    // RoPE options without RoPE would do nothing.
+    check(&|c| (c.pos.pos, c.pos.rope_fraction) = (PosKind::Learned, 0.5), "rope_fraction");
+    check(&|c| (c.pos.pos, c.pos.rope_base) = (PosKind::None, 500.0), "rope_base");
     let bad = r#"{"kind":"set_regressor","dim":2,"n_layer":1,"n_head":1,"n_embd":4,"pos":"rope"}"#;
     let err = attnlab_model::config::from_value_strict::<ModelConfig>(
         serde_json::from_str(bad).expect("json"),

@@ -101,14 +101,27 @@ impl PosSpec {
         Ok(whole)
     }
 
-    /// Rejects values that make no sense for heads of width `d`, naming the key.
+    /// Rejects values that make no sense for heads of width `d`, naming the key; RoPE options
+    /// other than their defaults without `pos = "rope"` are rejected too (they would do nothing,
+    /// while the run looked like a RoPE run).
     pub fn validate(&self, d: usize) -> Result<()> {
         if !(self.rope_base.is_finite() && self.rope_base > 0.0) {
             bail!("model.rope_base must be a finite number > 0, got {}", self.rope_base)
         }
-        match self.pos {
-            PosKind::Rope => self.rotated_dims(d).map(|_| ()),
-            PosKind::Learned | PosKind::None => Ok(()),
+        let pos = match self.pos {
+            PosKind::Rope => return self.rotated_dims(d).map(|_| ()),
+            PosKind::Learned => "learned",
+            PosKind::None => "none",
+        };
+        let changed = [
+            ("rope_fraction", self.rope_fraction != default_rope_fraction()),
+            ("rope_base", self.rope_base != default_rope_base()),
+        ];
+        match changed.iter().find(|(_, c)| *c) {
+            Some((key, _)) => {
+                bail!("model.{key} applies only with model.pos = \"rope\", but pos is \"{pos}\"")
+            }
+            None => Ok(()),
         }
     }
 }
