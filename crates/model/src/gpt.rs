@@ -1,14 +1,12 @@
 //! The decoder-only transformer (GPT) with a pluggable attention metric.
 
-use std::sync::{Arc, Mutex};
-
 use candle_core::{D, IndexOp, Module, Result, Tensor, bail};
 use candle_nn::Embedding;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{AttnProbe, MetricAttention, QkOptions};
 use crate::layers::{INIT_STD, Linear, Mlp, Norm, NormKind, linear};
-use crate::metric::{MetricSpec, causal_mask};
+use crate::metric::{MaskCache, MaskShape, MetricSpec};
 use crate::params::{Init, ParamBuilder};
 use crate::qk::{PosKind, PosSpec, QkSpec, Rope};
 
@@ -172,10 +170,8 @@ pub struct Gpt {
     blocks: Vec<Block>,
     ln_f: Norm,
     lm_head: Linear,
-    /// The last causal mask built: forwards of the same length reuse it (building one costs
-    /// `t^2` host work and a copy to the device, and a kept mask lets the CUDA route keep its
-    /// reading of it, [`crate::gpu`]).
-    mask: Arc<Mutex<Option<Tensor>>>,
+    /// The last causal mask built, for forwards of the same length.
+    mask: MaskCache,
 }
 
 impl Gpt {
@@ -200,7 +196,7 @@ impl Gpt {
         } else {
             linear(c, cfg.vocab_size, false, INIT_STD, &pb.pp("lm_head"))?
         };
-        let mask = Arc::new(Mutex::new(None));
+        let mask = MaskCache::default();
         Ok(Self { cfg: cfg.clone(), wte: Embedding::new(wte_w, c), wpe, blocks, ln_f, lm_head, mask })
     }
 
@@ -257,16 +253,7 @@ impl Gpt {
 
     /// The causal mask `(t, t)` on `device`, built once per length and device.
     fn causal_mask(&self, t: usize, device: &candle_core::Device) -> Result<Tensor> {
-        let mut last = self.mask.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = last.as_ref()
-            && m.dim(0)? == t
-            && m.device().same_device(device)
-        {
-            return Ok(m.clone());
-        }
-        let m = causal_mask(t, device)?;
-        *last = Some(m.clone());
-        Ok(m)
+        self.mask.get(MaskShape::Causal(t), device)
     }
 
     /// Logits `(b, vocab_size)` at the last position only (for generation).

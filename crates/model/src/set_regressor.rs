@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpt::{Block, GptConfig};
 use crate::layers::{INIT_STD, Linear, Norm, NormKind, linear};
-use crate::metric::{MetricSpec, context_mask};
+use crate::metric::{MaskCache, MaskShape, MetricSpec};
 use crate::params::ParamBuilder;
 use crate::qk::{PosKind, PosSpec, QkSpec};
 
@@ -110,6 +110,8 @@ pub struct SetRegressor {
     blocks: Vec<Block>,
     ln_f: Norm,
     head: Linear,
+    /// The last context mask built, for forwards of the same set sizes.
+    mask: MaskCache,
 }
 
 impl SetRegressor {
@@ -130,6 +132,7 @@ impl SetRegressor {
             blocks,
             ln_f: Norm::new(cfg.norm, c, cfg.bias, cfg.norm_eps, &pb.pp("ln_f"))?,
             head: linear(c, 1, true, INIT_STD, &pb.pp("head"))?,
+            mask: MaskCache::default(),
         })
     }
 
@@ -168,7 +171,7 @@ impl SetRegressor {
         let hc = self.ctx_proj.forward(context)?; // (b, n, c)
         let hq = self.query_proj.forward(queries)?; // (b, m, c)
         let mut x = Tensor::cat(&[&hc, &hq], 1)?; // (b, n + m, c)
-        let mask = context_mask(n, m, context.device())?;
+        let mask = self.mask.get(MaskShape::Context(n, m), context.device())?;
         for block in &self.blocks {
             x = block.forward(&x, Some(&mask))?;
         }

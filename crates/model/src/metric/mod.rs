@@ -41,5 +41,5 @@ pub mod unit;
 pub use distance::sq_dists;
 pub use kind::MetricKind;
 pub use layer::MetricLayer;
-pub use mask::{causal_mask, context_mask};
+pub use mask::{MaskCache, MaskShape, causal_mask, context_mask};
 pub use spec::MetricSpec;
