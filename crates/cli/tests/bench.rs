@@ -27,6 +27,7 @@ fn tiny_bench_reports_every_field_per_metric() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["modern"], false, "the report says which attention it measured");
     let results = v["results"].as_array().expect("results list");
     assert_eq!(results.len(), 2);
     for (r, name) in results.iter().zip(["dot", "idw"]) {
@@ -69,4 +70,16 @@ fn bad_bench_input_gives_a_clear_error() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: error does not name `{needle}`: {err}");
     }
+}
+
+#[test]
+fn a_modern_bench_says_so_in_its_table_and_its_json() {
+    let args = ["bench", "--metrics", "dot", "--steps", "1", "--warmup", "0", "--block-size", "8"];
+    let out = attnlab(&[&args[..], &["--batch-size", "2", "--threads", "1", "--modern"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().is_some_and(|l| l.contains("--modern")), "{table}");
+    let out = attnlab(&[&args[..], &["--batch-size", "2", "--threads", "1", "--modern", "--json"]].concat());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["modern"], true);
 }

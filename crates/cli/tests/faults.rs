@@ -193,7 +193,8 @@ fn reliability_cases_through_the_binary() {
         .output()
         .expect("allow");
     ok(&out);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("train.lr 0.003 -> 0.01"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("train.lr 0.003 -> 0.01").count(), 1, "each change said once: {err}");
     // Case 01: a text run without a newline in its corpus; sampling without --prompt.
     std::fs::write(tmp.path().join("flat.txt"), corpus_text(3000)).expect("corpus");
     let text = text_config(tmp.path(), "flat.txt");
@@ -244,4 +245,21 @@ fn reliability_cases_through_the_binary() {
         .args(["augment", &s(&moons), "--point=-1,1", "--class", "1", "--out", &s(&aug)])
         .output()
         .expect("again"));
+}
+
+#[test]
+fn a_warm_up_as_long_as_the_run_is_warned_about() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(tmp.path().join("c.txt"), corpus_text(2000)).expect("corpus");
+    let text = text_config(tmp.path(), "c.txt");
+    let run = |out: &str, set: &[&str]| {
+        let out = bin().args(["train", &s(&text), "--out", &s(&tmp.path().join(out))]).args(set).output();
+        let out = out.expect("train");
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run("long", &["--set", "train.warmup_steps=10"]);
+    assert!(err.contains("train.warmup_steps (10) >= train.steps (6)"), "{err}");
+    let err = run("short", &["--set", "train.warmup_steps=2"]);
+    assert!(!err.contains("warmup_steps"), "{err}");
 }

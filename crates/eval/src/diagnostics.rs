@@ -102,23 +102,28 @@ pub fn unselected_keys(w: &Tensor) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// The scale of the dot-product attention `softmax(c q.k + mask)` a metric's attention is
-/// compared with, so that the difference isolates what is not a change of temperature:
-/// `-s|q-k|^2 = 2s q.k - s|q|^2 - s|k|^2`, and the `|q|^2` term cancels in the softmax, so
-/// `neg_sq_euclid` (and `neg_euclid` with p = 2) at scale `s` is dot at `2s` plus the key bias
-/// `-s|k|^2`. Other metrics have no dot equivalent and are compared at the run's own scale `s`.
-pub fn dot_reference_scale(metric: &MetricLayer, power: f64) -> f64 {
-    let s = metric.scale();
-    match metric.kind() {
-        MetricKind::NegSqEuclid => 2.0 * s,
-        MetricKind::NegEuclid if power == 2.0 => 2.0 * s,
+/// The scale per head `(h,)` of the dot-product attention `softmax(c q.k + mask)` a metric's
+/// attention is compared with, so that the difference isolates what is not a change of
+/// temperature: `-s|q-k|^2 = 2s q.k - s|q|^2 - s|k|^2`, and the `|q|^2` term cancels in the
+/// softmax, so `neg_sq_euclid` (and `neg_euclid` with p = 2) at scale `s` is dot at `2s` plus the
+/// key bias `-s|k|^2`. Other metrics have no dot equivalent and are compared at the run's own
+/// scale `s`. `s` is the head's learned scale under `learn_scale`, else the fixed one.
+pub fn dot_reference_scale(metric: &MetricLayer, power: f64, n_head: usize) -> Result<Vec<f64>> {
+    let s: Vec<f64> = match metric.learned_scale()? {
+        Some(t) => t.to_dtype(DType::F64)?.to_vec1()?,
+        None => vec![metric.scale(); n_head],
+    };
+    let factor = match metric.kind() {
+        MetricKind::NegSqEuclid => 2.0,
+        MetricKind::NegEuclid if power == 2.0 => 2.0,
         MetricKind::NegEuclid
         | MetricKind::Dot
         | MetricKind::Cosine
         | MetricKind::Idw
         | MetricKind::InvDist
-        | MetricKind::Rbf => s,
-    }
+        | MetricKind::Rbf => 1.0,
+    };
+    Ok(s.iter().map(|s| factor * s).collect())
 }
 
 /// A run's diagnostics as numbers for the tables and the tests over seeds (`geometry.*` keys):

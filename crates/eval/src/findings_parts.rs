@@ -33,7 +33,7 @@ pub fn normalisation(groups: &[GroupReport], baseline: &str) -> Part {
             statements.push(Statement {
                 text: format!(
                     "`{}`, {} ({}): key-norm CV of the keys {}; TV between its attention and dot attention from \
-                     the same q, k at scale 2/sqrt(d) {}{same}; {loss}.",
+                     the same q, k at twice its score scale {}{same}; {loss}.",
                     g.id,
                     sg.label,
                     sg.placement,

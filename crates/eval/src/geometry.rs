@@ -2,13 +2,14 @@
 //!
 //! - key-norm dispersion: coefficient of variation `std_t |k_t| / mean_t |k_t|` of the key norms
 //!   over positions (population std), averaged over the batch. When it is 0, every key has the
-//!   same norm and `neg_sq_euclid` attention equals dot-product attention of scale `2/sqrt(d)`;
+//!   same norm and `neg_sq_euclid` attention at scale s equals dot-product attention at scale `2s`;
 //! - attention entropy: `-sum_j w_ij ln w_ij` (nats), averaged over query rows;
 //! - mean attention distance: `sum_j w_ij |i - j|` in positions, averaged over query rows;
 //! - agreement with dot product: total-variation distance `1/2 sum_j |w_ij - w^dot_ij|` between
 //!   the run's attention and `softmax(c q.k + mask)` computed from the same `q`, `k`, at the
-//!   effective scale `c` of [`dot_reference_scale`] (`2/sqrt(d)` for `neg_sq_euclid`, so that the
-//!   distance isolates the key bias `-|k|^2/sqrt(d)`);
+//!   effective scale `c` of [`dot_reference_scale`] (twice the run's scale for `neg_sq_euclid`,
+//!   its learned one per head under `learn_scale`, so that the distance isolates the key bias
+//!   `-s |k|^2`);
 //! - the measures of [`crate::diagnostics`]: uniform entropy under the mask, largest score,
 //!   attention-sink mass, unselected keys.
 //!
@@ -153,10 +154,8 @@ pub fn layer_geometry(
     let (_b, h, tq, d) = q.dims4()?;
     let tk = k.dim(2)?;
     let w = metric.weights(q, k, mask)?; // (b, h, tq, tk)
-    let store = ParamStore::new(0, q.device());
-    let dot_scale = dot_reference_scale(metric, power);
-    let dot = MetricLayer::new(&MetricSpec::of(MetricKind::Dot), h, d, &store.root())?.with_scale(dot_scale);
-    let w_dot = dot.weights(q, k, mask)?; // (b, h, tq, tk)
+    let dot_scale = dot_reference_scale(metric, power, h)?;
+    let w_dot = dot_reference(&dot_scale, d, q.device())?.weights(q, k, mask)?; // (b, h, tq, tk)
     let seen = visible(mask, tq, tk)?;
     let ent_uniform = uniform_entropy(&seen, tq, tk);
     let logit = max_abs_score(&metric.scores(q, k)?, &seen)?;
@@ -176,13 +175,25 @@ pub fn layer_geometry(
             entropy_dot: ent_dot[head],
             mean_distance: dist[head],
             tv_to_dot: tv[head],
-            dot_scale,
+            dot_scale: dot_scale[head],
             entropy_uniform: ent_uniform,
             max_logit: logit[head],
             sink_mass: sink[head],
             unselected_keys: unselected[head],
         })
         .collect())
+}
+
+/// Dot-product attention of heads of width `d` whose score scales are `scales` `(h,)`: a `dot`
+/// [`MetricLayer`] with a per-head scale (its `log_scale` set to `ln c_h`).
+fn dot_reference(scales: &[f64], d: usize, device: &candle_core::Device) -> Result<MetricLayer> {
+    let store = ParamStore::new(0, device);
+    let spec = MetricSpec { learn_scale: true, ..MetricSpec::of(MetricKind::Dot) };
+    let dot = MetricLayer::new(&spec, scales.len(), d, &store.root())?;
+    let ln: Vec<f32> = scales.iter().map(|c| c.ln() as f32).collect();
+    let log_scale = candle_core::Tensor::from_vec(ln, scales.len(), device)?;
+    store.assign_from([("log_scale".to_string(), log_scale)].into())?;
+    Ok(dot)
 }
 
 /// `n` sequences of `t` token ids below `vocab`, drawn from a fixed seed (splitmix64): inputs for

@@ -154,9 +154,10 @@ fn geometry_section(s: &mut String, g: &GroupReport) {
         "Inputs: {inputs}. Key-norm CV = std/mean of |k| over positions (0 means distance and dot attention \
          coincide for `neg_sq_euclid`); entropy in nats, beside uniform attention's under the same mask \
          (`mean_i ln(i+1)` when causal); near-uniform = share of heads within {near}% of it; entropy (dot) and \
-         TV to dot compare with dot-product attention from the same q, k at the same effective scale (`2/sqrt(d)` \
-         for `neg_sq_euclid`, whose `-|q-k|^2/sqrt(d)` is dot at that scale plus the key bias `-|k|^2/sqrt(d)`; \
-         the run's own scale for the other metrics), so TV isolates the key bias; mean distance in positions; \
+         TV to dot compare with dot-product attention from the same q, k at the same effective scale (dot scale: \
+         `2s` for `neg_sq_euclid` at scale s, whose `-s|q-k|^2` is dot at `2s` plus the key bias `-s|k|^2`; \
+         the run's own scale s for the other metrics; s is each head's learned scale under `learn_scale`), so \
+         TV isolates the key bias; mean distance in positions; \
          max |score| = largest pre-softmax score (logit growth); sink = mean weight on the first position \
          (queries seeing at least two keys), sink heads = share of heads with sink > {sink}; unselected = share \
          of keys no query ranks first.\n",

@@ -76,3 +76,33 @@ fn dot_layer_agrees_with_itself_and_neg_sq_euclid_agrees_only_with_equal_norm_ke
     assert!(differ[0].key_norm_cv > 0.1);
     Ok(())
 }
+
+#[test]
+fn learned_scales_are_the_reference_dot_attentions_scales_head_by_head() -> anyhow::Result<()> {
+    // Two heads whose learned scales moved apart from the configured one (as after training with
+    // `learn_scale`): dot must agree with itself and neg_sq_euclid (equal-norm keys) with dot at
+    // twice each head's learned scale, not at the configured scale.
+    let dev = Device::Cpu;
+    let q = Tensor::new(
+        &[[[[0.3f32, -0.4], [1.0, 0.5], [-0.7, 0.2]], [[0.9f32, 0.1], [-0.2, 0.6], [0.4, 0.4]]]],
+        &dev,
+    )?;
+    let k = Tensor::new(
+        &[[[[1f32, 0.0], [0.0, 1.0], [-0.6, 0.8]], [[0.6f32, 0.8], [-1.0, 0.0], [0.0, -1.0]]]],
+        &dev,
+    )?;
+    for kind in [MetricKind::Dot, MetricKind::NegSqEuclid] {
+        let store = ParamStore::new(0, &dev);
+        let spec = MetricSpec { learn_scale: true, ..MetricSpec::of(kind) };
+        let layer = MetricLayer::new(&spec, 2, 2, &store.root())?;
+        let learned = Tensor::new(&[3f32.ln(), 0.25f32.ln()], &dev)?;
+        store.assign_from([("log_scale".to_string(), learned)].into())?;
+        let g = layer_geometry(0, &layer, 2.0, &q, &k, None)?;
+        let factor = if kind == MetricKind::Dot { 1.0 } else { 2.0 };
+        for (head, s) in [(0, 3.0), (1, 0.25)] {
+            assert!(close(g[head].dot_scale, factor * s, 1e-6), "{kind}: {g:?}");
+            assert!(g[head].tv_to_dot < 1e-6, "{kind} head {head}: {g:?}");
+        }
+    }
+    Ok(())
+}

@@ -313,10 +313,26 @@ fn fill_task_set_fields(value: &mut Value) {
     }
 }
 
-/// Parses TOML text into a JSON value.
+/// Parses TOML text into a JSON value; `inf` and `nan` are errors naming their key
+/// ([`reject_non_finite`]).
 pub fn toml_to_value(text: &str) -> Result<Value> {
     let table: toml::Table = toml::from_str(text)?;
+    for (key, v) in &table {
+        reject_non_finite(v, key)?;
+    }
     Ok(serde_json::to_value(table)?)
+}
+
+/// Rejects non-finite floats (`inf`, `nan`) in `v` at dotted key `at`, naming the key. Configs
+/// are read through JSON, which has no such numbers: serde_json would turn them into `null`, and
+/// the error would then name the wrong problem (`invalid type: null`, or an unknown key).
+pub fn reject_non_finite(v: &toml::Value, at: &str) -> Result<()> {
+    match v {
+        toml::Value::Float(f) if !f.is_finite() => bail!("{at}: {f} is not a finite number"),
+        toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| reject_non_finite(v, &format!("{at}.{k}"))),
+        toml::Value::Array(a) => a.iter().try_for_each(|v| reject_non_finite(v, at)),
+        _ => Ok(()),
+    }
 }
 
 /// Applies `key=value` overrides; the value is a TOML scalar (number, bool, quoted string),
@@ -327,6 +343,9 @@ pub fn apply_overrides(value: &mut Value, overrides: &[String]) -> Result<()> {
         let Some((key, raw)) = item.split_once('=') else {
             bail!("override `{item}` is not of the form key=value")
         };
+        if let Some(v) = scalar_toml(raw.trim()) {
+            reject_non_finite(&v, key.trim())?;
+        }
         set_dotted(value, key.trim(), parse_scalar(raw.trim()))
             .with_context(|| format!("applying override `{item}`"))?;
     }
@@ -335,11 +354,16 @@ pub fn apply_overrides(value: &mut Value, overrides: &[String]) -> Result<()> {
 
 /// Parses an override value as a TOML scalar; anything else is taken as a string.
 pub fn parse_scalar(raw: &str) -> Value {
-    let parsed: std::result::Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
-    match parsed.ok().and_then(|mut t| t.remove("v")) {
+    match scalar_toml(raw) {
         Some(v) => serde_json::to_value(v).unwrap_or_else(|_| Value::String(raw.to_string())),
         None => Value::String(raw.to_string()),
     }
+}
+
+/// `raw` read as a TOML value, if it is one.
+fn scalar_toml(raw: &str) -> Option<toml::Value> {
+    let parsed: std::result::Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
+    parsed.ok().and_then(|mut t| t.remove("v"))
 }
 
 /// Sets `value[a][b][c] = new` for the key `a.b.c`, creating the last key if needed; the

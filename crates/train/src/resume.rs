@@ -145,7 +145,7 @@ pub fn record_inputs(task: &dyn Task, dir: &RunDir, resume: bool, allow_changes:
                 dir.root().display()
             )
         }
-        eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.root().display());
+        tracing::warn!("resuming {} with a change (--allow-changes): {change}", dir.root().display());
     }
     rundir::write_json(&dir.inputs_path(), &inputs)
 }

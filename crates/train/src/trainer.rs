@@ -81,6 +81,15 @@ pub fn train_task(
     if opts.resume && !out_dir.is_dir() {
         bail!("cannot resume {}: no such directory", out_dir.display())
     }
+    if run.train.warmup_steps >= run.train.steps {
+        // Legal (a run shortened with `--set train.steps=...` keeps its warm-up), but the
+        // learning rate then never reaches train.lr: say so.
+        tracing::warn!(
+            "train.warmup_steps ({}) >= train.steps ({}): the run ends during warm-up, never at train.lr",
+            run.train.warmup_steps,
+            run.train.steps
+        );
+    }
     check_output(out_dir, &[], Writer::Train)?;
     let lock = RunLock::try_acquire(out_dir)?;
     train_locked(run, task, &lock, opts)
@@ -332,8 +341,7 @@ fn restore(
     let saved = RunConfig::from_value(saved_json).with_context(|| format!("reading {}", last.display()))?;
     let state: TrainerState = rundir::read_json(&last.join(STATE_FILE))?;
     for change in resume_changes(&saved, run, state.step, dir, allow_changes)? {
-        tracing::warn!("--allow-changes: {change}");
-        eprintln!("warning: resuming {} with a change (--allow-changes): {change}", dir.display());
+        tracing::warn!("resuming {} with a change (--allow-changes): {change}", dir.display());
     }
     params.load_safetensors(&last.join(attnlab_model::checkpoint::MODEL_FILE))?;
     opt.load(&last.join(OPTIMIZER_FILE))?;

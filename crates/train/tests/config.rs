@@ -45,6 +45,21 @@ fn overrides_reach_the_named_fields() -> anyhow::Result<()> {
 }
 
 #[test]
+fn infinite_and_nan_numbers_are_errors_naming_their_key() {
+    // JSON has no inf / nan: read through it they became `null`, and the error named the wrong
+    // problem (an unknown key, or `invalid type: null` at `model`).
+    let base = common::recall_toml("dot", 10);
+    for (set, key) in [("model.attn_scale=inf", "model.attn_scale"), ("model.eps=nan", "model.eps")] {
+        let err = format!("{:#}", common::run_from_toml(&base, &[set]).expect_err(set));
+        assert!(err.contains(key) && err.contains("not a finite number"), "{set}: {err}");
+    }
+    let text = base.replace("[model]\n", "[model]\nrope_fraction = nan\n");
+    assert!(text.contains("rope_fraction"), "the test edits the [model] table: {text}");
+    let err = format!("{:#}", common::run_from_toml(&text, &[]).expect_err("nan in the file"));
+    assert!(err.contains("model.rope_fraction") && err.contains("not a finite number"), "{err}");
+}
+
+#[test]
 fn override_values_are_toml_scalars() {
     assert_eq!(parse_scalar("3"), Value::from(3));
     assert_eq!(parse_scalar("1e-3"), Value::from(1e-3));

@@ -136,5 +136,10 @@ fn a_base_grid_replaces_or_adds_axes_for_that_base_only() -> anyhow::Result<()> 
     assert_eq!(lrs("fast"), vec![0.01, 0.1, 1.0]);
     assert_eq!(runs.iter().filter(|r| r.base == "slow").count(), 2 * 2);
     assert_eq!(runs.iter().filter(|r| r.base == "fast").count(), 3 * 2 * 2, "base axis added, seed kept");
+    // A key in a base's `set` that is also a grid axis would be overridden silently: refused.
+    let clash = text.replace("name = \"slow\"\n", "name = \"slow\"\nset = { \"train.lr\" = 0.5 }\n");
+    fs::write(&path, clash)?;
+    let err = format!("{:#}", sweep::load(&path).expect_err("set and grid name the same key"));
+    assert!(err.contains("slow") && err.contains("train.lr") && err.contains("grid"), "{err}");
     Ok(())
 }

@@ -57,6 +57,8 @@ struct Report {
     warmup: usize,
     fused: String,
     device: String,
+    /// Whether the model had the modern recipe's attention (`--modern`).
+    modern: bool,
     results: Vec<BenchResult>,
 }
 
@@ -119,6 +121,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         warmup: shape.warmup,
         fused: args.fused.clone(),
         device: args.device.clone(),
+        modern: args.modern,
         results,
     };
     if args.json {
@@ -152,7 +155,8 @@ fn spawn_child(args: &BenchArgs, metric: MetricKind) -> Result<BenchResult> {
 
 fn print_table(r: &Report) {
     println!(
-        "GPT 4x4x128, block {}, batch {} ({} tokens/step), {} timed steps after {} warm-up, fused: {}, device {}",
+        "GPT 4x4x128{}, block {}, batch {} ({} tokens/step), {} timed steps after {} warm-up, fused: {}, device {}",
+        if r.modern { " with qk-norm rms + RoPE + learned scale (--modern)" } else { "" },
         r.block_size,
         r.batch_size,
         r.block_size * r.batch_size,
@@ -198,7 +202,10 @@ fn print_table(r: &Report) {
             x.threads
         );
     }
-    println!("vs dot: step time relative to dot. clean: median over steps where other processes used");
+    println!(
+        "vs dot: step time relative to this run's dot{}. clean: median over steps where other processes used",
+        if r.modern { " (also --modern)" } else { "" }
+    );
     println!("under 10% of the CPUs (count). cpu ms: this process's CPU time per step, all threads.");
     println!("peak MiB: resident host memory; dev MiB: peak device memory in use (CUDA only).");
     print_kinds(&r.results);
@@ -225,10 +232,11 @@ fn print_kinds(results: &[BenchResult]) {
         );
     }
     println!(
-        "matmul: linear maps' products; elementwise: norms, GELU, cross-entropy, qk-norm/RoPE; attention: the"
+        "matmul: linear maps' products; elementwise: norms, GELU, cross-entropy; attention: the attention op"
     );
-    println!("attention op (the metric's own cost); other: the rest of the phase (embedding, residual");
     println!(
-        "adds, gradient bookkeeping); opt: clipping + AdamW. Medians per column, so rows need not add up."
+        "(the metric's own cost, and qk-norm/RoPE when fused); other: the rest of the phase (embedding,"
     );
+    println!("residual adds, gradient bookkeeping; qk-norm/RoPE with --fused none);");
+    println!("opt: clipping + AdamW. Medians per column, so rows need not add up.");
 }

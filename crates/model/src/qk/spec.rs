@@ -94,8 +94,8 @@ impl PosSpec {
         let whole = r.round() as usize;
         if (r - r.round()).abs() > 1e-9 || !whole.is_multiple_of(2) || whole < 2 {
             bail!(
-                "model.rope_fraction {f} of a head of {d} dimensions rotates {r} dimensions; \
-                 it must be a whole even number (at least 2)"
+                "model.rope_fraction {f} of a head of {d} dimensions: the number of rotated dimensions, \
+                 {r}, must be a whole even number (at least 2)"
             )
         }
         Ok(whole)

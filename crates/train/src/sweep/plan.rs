@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::naming::{assign_names, sanitize};
 use super::{PlannedRun, SweepFile};
 use crate::RunConfig;
-use crate::config::{set_dotted, toml_to_value};
+use crate::config::{reject_non_finite, set_dotted, toml_to_value};
 
 /// The grid key whose value may be `"all"` (every attention metric).
 const METRIC_KEY: &str = "model.metric";
@@ -39,6 +39,7 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
         let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let mut value = toml_to_value(&text).with_context(|| format!("parsing {}", path.display()))?;
         for (key, v) in &base.set {
+            reject_non_finite(v, key).with_context(|| format!("base {}: `set`", path.display()))?;
             set_dotted(&mut value, key, serde_json::to_value(v)?)
                 .with_context(|| format!("base {}: `set` key `{key}`", path.display()))?;
         }
@@ -52,6 +53,12 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
         base_names.push(base_name.clone());
         let axes =
             grid_axes(&merged_grid(&sweep.grid, &base.grid)).with_context(|| format!("base {base_name}"))?;
+        if let Some((key, _)) = axes.iter().find(|(key, _)| base.set.contains_key(key)) {
+            bail!(
+                "base {base_name}: `{key}` is both in its `set` and a grid axis, whose values would replace \
+                 the set one; to give this base values of its own, list them in the base's `grid`"
+            )
+        }
         let combos = combinations(&axes);
         let known = RunConfig::from_value(value.clone())
             .with_context(|| format!("base {}", path.display()))?
@@ -101,6 +108,7 @@ fn grid_axes(grid: &toml::Table) -> Result<Vec<(String, Vec<Value>)>> {
                 MetricKind::ALL.iter().map(|m| Value::String(m.name().to_string())).collect()
             }
             toml::Value::Array(values) => {
+                values.iter().try_for_each(|v| reject_non_finite(v, key)).context("grid")?;
                 values.iter().map(serde_json::to_value).collect::<Result<_, _>>()?
             }
             _ if key == METRIC_KEY => {
