@@ -62,7 +62,19 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<(Vec<Run>, Vec<String>, Vec<String>
         }
         runs.push(Run::load(dir)?);
     }
+    distinguish_names(&mut runs);
     Ok((runs, duplicates, not_started))
+}
+
+/// Runs that share a name (one config trained into two directories) get their directory
+/// appended, `name (dir)`, so that the report's tables tell them apart.
+fn distinguish_names(runs: &mut [Run]) {
+    let names: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        if names.iter().enumerate().any(|(j, n)| j != i && *n == names[i]) {
+            run.name = format!("{} ({})", names[i], run.dir.display());
+        }
+    }
 }
 
 /// A run directory (it has `config.json`) whose `metrics.jsonl` is missing or empty.

@@ -121,3 +121,16 @@ fn not_a_run_and_no_metrics_are_clear_errors() -> anyhow::Result<()> {
     assert!(err.contains("nope"), "{err}");
     Ok(())
 }
+
+#[test]
+fn runs_of_one_config_in_two_directories_are_told_apart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = common::make_run(&tmp.path().join("a"), "same", "recall", MetricKind::Dot, 1, None);
+    let b = common::make_run(&tmp.path().join("b"), "same", "recall", MetricKind::Dot, 1, None);
+    let c = common::make_run(tmp.path(), "other", "recall", MetricKind::Dot, 1, None);
+    let (runs, _, _) = attnlab_eval::screen::load_runs(&[a.clone(), b.clone(), c]).expect("load");
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names[0], format!("same ({})", a.display()));
+    assert_eq!(names[1], format!("same ({})", b.display()));
+    assert_eq!(names[2], "other", "a unique name stays as it is");
+}

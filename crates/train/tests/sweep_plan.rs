@@ -19,8 +19,8 @@ fn plan(dir: &Path, bases: &[&str], grid: &str) -> anyhow::Result<Vec<PlannedRun
     let mut text = String::new();
     for (i, b) in bases.iter().enumerate() {
         text.push_str(&format!(
-            "[[base]]\nconfig = \"recall.toml\"\nname = \"{b}\"\nset = {{ seed = {} }}\n",
-            i + 1
+            "[[base]]\nconfig = \"recall.toml\"\nname = \"{b}\"\nset = {{ \"train.steps\" = {} }}\n",
+            10 + i
         ));
     }
     text.push_str(grid);
