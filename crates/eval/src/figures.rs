@@ -21,10 +21,53 @@ pub enum XAxis {
     Wall,
 }
 
+/// Most configurations one picture draws: beyond it colours and line styles repeat, and the
+/// lines cannot be told apart.
+pub const MAX_LINES: usize = 10;
+
+/// The configurations (seed-group indices) of each picture of a task group: all in one when
+/// they fit in [`MAX_LINES`]; else the configurations compared with one baseline
+/// (`baselines[i]`, the same settings but the metric) kept together, packed in order into
+/// pictures of at most [`MAX_LINES`] (a cluster larger than that is cut).
+pub fn picture_parts(baselines: &[Option<usize>]) -> Vec<Vec<usize>> {
+    let n = baselines.len();
+    if n <= MAX_LINES {
+        return vec![(0..n).collect()];
+    }
+    let mut clusters: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, b) in baselines.iter().enumerate() {
+        let key = b.unwrap_or(i);
+        match clusters.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => clusters.push((key, vec![i])),
+        }
+    }
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    for chunk in clusters.iter().flat_map(|(_, members)| members.chunks(MAX_LINES)) {
+        match parts.last_mut() {
+            Some(part) if part.len() + chunk.len() <= MAX_LINES => part.extend_from_slice(chunk),
+            _ => parts.push(chunk.to_vec()),
+        }
+    }
+    parts
+}
+
+/// The file stem and title suffix of picture `k` of `n` (0-based): `_2`, ", part 2 of 3"; none
+/// for a single picture.
+fn part_names(k: usize, n: usize) -> (String, String) {
+    if n == 1 {
+        (String::new(), String::new())
+    } else {
+        (format!("_{}", k + 1), format!(", part {} of {n}", k + 1))
+    }
+}
+
 /// Loss curves of `group`: train (EMA-smoothed) and validation loss, one line per
 /// configuration (mean over its seeds, with a mean ± std band), and below each the difference of
 /// the means to the configuration's baseline (`baselines[i]`, see [`crate::baseline::baselines`])
-/// on its own zoomed axis. Writes `dir/{id}_loss_{step|wall}.{png,svg}`.
+/// on its own zoomed axis. Writes `dir/{id}_loss_{step|wall}.{png,svg}`, or with more
+/// configurations than [`MAX_LINES`], one picture per [`picture_parts`] part,
+/// `dir/{id}_loss_{step|wall}_{k}.{png,svg}`.
 pub fn loss_curves(
     dir: &Path,
     group: &TaskGroup,
@@ -36,66 +79,76 @@ pub fn loss_curves(
         XAxis::Step => ("step", "step"),
         XAxis::Wall => ("wall", "wall time (s)"),
     };
-    let mut top = Vec::new();
-    let mut bottom = Vec::new();
-    for (split, name) in [(Split::Train, "train loss (EMA 0.9)"), (Split::Val, "validation loss")] {
-        let curves: Vec<SeedCurve> =
-            group.seed_groups.iter().map(|sg| seed_curve(runs, &sg.runs, split, x)).collect();
-        let series: Vec<Series> = group
-            .seed_groups
-            .iter()
-            .zip(&curves)
-            .enumerate()
-            .map(|(color, (sg, c))| Series {
-                label: Some(legend(&sg.label, sg.runs.len())),
-                color,
-                points: c.iter().map(|p| (p.0, p.1)).collect(),
-                markers: split == Split::Val && c.len() <= 12,
-                band: if sg.runs.len() > 1 {
-                    c.iter().map(|p| (p.0, p.1 - p.2, p.1 + p.2)).collect()
-                } else {
-                    Vec::new()
-                },
-            })
-            .collect();
-        let log_y = Panel::spans(&series, 4.0);
-        top.push(Panel {
-            title: format!("{name}, mean ± std over seeds"),
-            x_label: x_label.into(),
-            y_label: "loss".into(),
-            integer_x: false,
-            log_y,
-            series,
-            hline: None,
-        });
-        let diffs: Vec<Series> = baselines
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| {
-                let base = &curves[(*b)?];
-                let points = difference(&curves[i], base);
-                Some(Series { label: None, color: i, points, markers: false, band: Vec::new() })
-            })
-            .collect();
-        let base_name = baselines
-            .iter()
-            .flatten()
-            .next()
-            .map_or("baseline".to_string(), |&b| group.seed_groups[b].metric.clone());
-        bottom.push(Panel {
-            title: format!("{name}: difference to {base_name} (same settings)"),
-            x_label: x_label.into(),
-            y_label: "loss difference".into(),
-            integer_x: false,
-            log_y: false,
-            series: diffs,
-            hline: Some(0.0),
-        });
+    let splits = [(Split::Train, "train loss (EMA 0.9)"), (Split::Val, "validation loss")];
+    let curves: Vec<Vec<SeedCurve>> = splits
+        .iter()
+        .map(|(split, _)| group.seed_groups.iter().map(|sg| seed_curve(runs, &sg.runs, *split, x)).collect())
+        .collect();
+    let parts = picture_parts(baselines);
+    let mut files = Vec::new();
+    for (k, part) in parts.iter().enumerate() {
+        let mut top = Vec::new();
+        let mut bottom = Vec::new();
+        for ((split, name), curves) in splits.iter().zip(&curves) {
+            let series: Vec<Series> = part
+                .iter()
+                .enumerate()
+                .map(|(color, &i)| {
+                    let (sg, c) = (&group.seed_groups[i], &curves[i]);
+                    Series {
+                        label: Some(legend(&sg.label, sg.runs.len())),
+                        color,
+                        points: c.iter().map(|p| (p.0, p.1)).collect(),
+                        markers: *split == Split::Val && c.len() <= 12,
+                        band: if sg.runs.len() > 1 {
+                            c.iter().map(|p| (p.0, p.1 - p.2, p.1 + p.2)).collect()
+                        } else {
+                            Vec::new()
+                        },
+                    }
+                })
+                .collect();
+            let log_y = Panel::spans(&series, 4.0);
+            top.push(Panel {
+                title: format!("{name}, mean ± std over seeds"),
+                x_label: x_label.into(),
+                y_label: "loss".into(),
+                integer_x: false,
+                log_y,
+                series,
+                hline: None,
+            });
+            let diffs: Vec<Series> = part
+                .iter()
+                .enumerate()
+                .filter_map(|(color, &i)| {
+                    let base = &curves[baselines[i]?];
+                    let points = difference(&curves[i], base);
+                    Some(Series { label: None, color, points, markers: false, band: Vec::new() })
+                })
+                .collect();
+            let base_name = part
+                .iter()
+                .find_map(|&i| baselines[i])
+                .map_or("baseline".to_string(), |b| group.seed_groups[b].metric.clone());
+            bottom.push(Panel {
+                title: format!("{name}: difference to {base_name} (same settings)"),
+                x_label: x_label.into(),
+                y_label: "loss difference".into(),
+                integer_x: false,
+                log_y: false,
+                series: diffs,
+                hline: Some(0.0),
+            });
+        }
+        let with_diff = bottom.iter().any(|p| !p.series.is_empty());
+        let panels: Vec<Panel> = if with_diff { top.into_iter().chain(bottom).collect() } else { top };
+        let (stem, title_part) = part_names(k, parts.len());
+        let title = format!("{}: loss against {x_label}{title_part}", group.id);
+        let stem = dir.join(format!("{}_loss_{suffix}{stem}", group.id));
+        files.extend(line_grid(&stem, &title, &panels, (620, 400), 2)?);
     }
-    let with_diff = bottom.iter().any(|p| !p.series.is_empty());
-    let panels: Vec<Panel> = if with_diff { top.into_iter().chain(bottom).collect() } else { top };
-    let title = format!("{}: loss against {x_label}", group.id);
-    line_grid(&dir.join(format!("{}_loss_{suffix}", group.id)), &title, &panels, (620, 400), 2)
+    Ok(files)
 }
 
 /// Points `(x, mean, std)` of one configuration's curve over its seeds, at the steps every seed
@@ -142,17 +195,39 @@ fn legend(label: &str, n_runs: usize) -> String {
 /// One value per layer for each seed group: `(label, values by layer)`.
 pub type LayerCurves = Vec<(String, Vec<f64>)>;
 
-/// Geometry picture: one panel per measure, x = layer, one line per seed group.
-/// Writes `dir/{id}_geometry.{png,svg}`.
+/// Geometry picture: one panel per measure, x = layer, one line per seed group. Writes
+/// `dir/{id}_geometry.{png,svg}`, or one picture per [`picture_parts`] part,
+/// `dir/{id}_geometry_{k}.{png,svg}`.
 pub fn geometry_chart(
     dir: &Path,
     group: &TaskGroup,
     measures: &[(&str, LayerCurves)],
+    baselines: &[Option<usize>],
 ) -> Result<Vec<PathBuf>> {
-    let panels: Vec<Panel> = measures.iter().map(|(name, curves)| measure_panel(name, curves)).collect();
-    let title =
-        format!("{}: attention geometry on validation inputs (mean over heads and seeds)", group.task);
-    line_grid(&dir.join(format!("{}_geometry", group.id)), &title, &panels, (420, 360), 4)
+    let parts = picture_parts(baselines);
+    let mut files = Vec::new();
+    for (k, part) in parts.iter().enumerate() {
+        let panels: Vec<Panel> = measures
+            .iter()
+            .map(|(name, curves)| {
+                let mine: LayerCurves = part.iter().filter_map(|&i| curves.get(i).cloned()).collect();
+                measure_panel(name, &mine)
+            })
+            .collect();
+        let (stem, title_part) = part_names(k, parts.len());
+        let title = format!(
+            "{}: attention geometry on validation inputs (mean over heads and seeds){title_part}",
+            group.task
+        );
+        files.extend(line_grid(
+            &dir.join(format!("{}_geometry{stem}", group.id)),
+            &title,
+            &panels,
+            (420, 360),
+            4,
+        )?);
+    }
+    Ok(files)
 }
 
 /// One geometry measure's panel: x = layer, one line per seed group; a log axis when every value
@@ -195,5 +270,26 @@ mod tests {
         assert!(!measure_panel("max |score|", &curves([[3.0, 5.0], [30.0, 4.0]])).log_y);
         // A zero (no unselectable keys) cannot go on a log axis.
         assert!(!measure_panel("unselected", &curves([[0.0, 5.0], [2.8e19, 4.0]])).log_y);
+    }
+
+    #[test]
+    fn many_configurations_are_split_into_pictures_keeping_each_baselines_set_together() {
+        // Few: one picture.
+        assert_eq!(picture_parts(&[None, Some(0), Some(0)]), vec![vec![0, 1, 2]]);
+        // 9 settings x 5 metrics (the answer sweep's 45 configurations), each setting's dot first.
+        let baselines: Vec<Option<usize>> = (0..45).map(|i| Some(i / 5 * 5)).collect();
+        let parts = picture_parts(&baselines);
+        assert!(parts.iter().all(|p| p.len() <= MAX_LINES), "{parts:?}");
+        let mut all: Vec<usize> = parts.concat();
+        all.sort();
+        assert_eq!(all, (0..45).collect::<Vec<_>>(), "every configuration once");
+        for p in &parts {
+            for &i in p {
+                assert!(p.contains(&(i / 5 * 5)), "{i} drawn apart from its baseline: {parts:?}");
+            }
+        }
+        // No baselines: cut into pictures of MAX_LINES.
+        let parts = picture_parts(&[None; 23]);
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 3]);
     }
 }

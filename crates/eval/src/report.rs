@@ -248,7 +248,7 @@ fn group_report(
     }
     let measures = geometry_measures(group, &run_reports);
     if measures.iter().any(|(_, c)| c.iter().any(|(_, ys)| !ys.is_empty())) {
-        figures.extend(geometry_chart(out, group, &measures)?);
+        figures.extend(geometry_chart(out, group, &measures, &base_of)?);
     }
     let first = group.seed_groups.first().and_then(|sg| sg.runs.first()).map(|&i| &runs[i]);
     let spec = first.map(Run::task_report);
