@@ -286,6 +286,8 @@ fn dist_grads<P: PowFn>(
     let n = o.len();
     let (qk, kn, w, g, e) = (&qk[..n], &row.kn[..n], &sg.w[..n], &sg.g[..n], &e[..n]);
     let wg = sg.wg;
+    // The softmax backward `ds_j = w_j (g_j - sum_i w_i g_i)`.
+    let ds_at = |j: usize| w[j] * (g[j] - wg);
     let x_at = |j: usize| {
         let r = sq_dist_unclamped(row.qn, kn[j], qk[j]);
         (r, r.max(0.0) + f.delta)
@@ -293,7 +295,7 @@ fn dist_grads<P: PowFn>(
     for (j, o) in o.iter_mut().enumerate() {
         let (r, x) = x_at(j);
         let u = pw.u(x);
-        let d = w[j] * (g[j] - wg) * dsdu(e[j], u);
+        let d = ds_at(j) * dsdu(e[j], u);
         *o = if r >= 0.0 { -2.0 * d * pw.dudx(x, u) } else { 0.0 };
     }
     // The head gradient in a pass of its own: folded into the loop above, its sum (and for the
@@ -304,7 +306,7 @@ fn dist_grads<P: PowFn>(
             .map(|j| {
                 let x = x_at(j).1;
                 let u = pw.u(x);
-                w[j] * (g[j] - wg) * dsdu(e[j], u) * u * 0.5 * x.ln()
+                ds_at(j) * dsdu(e[j], u) * u * 0.5 * x.ln()
             })
             .sum(),
         ParamUse::Scale => lanes::sum_by([qk, kn, w, g], |[v, kn, w, g]| {
