@@ -1,7 +1,7 @@
 //! `attnlab sweep` through the binary, on tiny runs (1 layer, width 16, 10 steps): `--jobs`
 //! gives the same results as one job (also for a small set regressor), a failed run is recorded
 //! while the others finish, shards merge with `--report-only`, a killed job's claim is taken
-//! over, names stay file-system safe.
+//! over, Ctrl-C stops every job with a checkpoint, names stay file-system safe.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -255,4 +255,57 @@ fn sweep_out_refuses_a_directory_holding_another_run() {
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(!res.status.success() && stderr.contains("is inside the run or checkpoint"), "{stderr}");
     assert!(!inside.join("more").exists());
+}
+
+#[test]
+fn ctrl_c_stops_every_job_with_a_checkpoint_and_leaves_the_sweep_resumable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sweep = tiny_sweep(
+        tmp.path(),
+        "set = { \"train.steps\" = 100000, \"train.ckpt_interval\" = 100000, \"train.eval_interval\" = 100000 }\n\
+         [grid]\nseed = [1, 2, 3]",
+    );
+    let out = tmp.path().join("sw");
+    let mut parent = bin()
+        .arg("sweep")
+        .arg(&sweep)
+        .args(["--jobs", "2", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Both jobs training: each has logged steps.
+    let logged = |seed: u32| {
+        let metrics = out.join(format!("runs/tiny_seed-{seed}/metrics.jsonl"));
+        fs::metadata(metrics).map_or(0, |m| m.len()) > 500
+    };
+    let start = Instant::now();
+    while !(logged(1) && logged(2)) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the jobs did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = Command::new("kill").args(["-INT", &parent.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = parent.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the sweep did not stop within 60 s of Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut parent.stderr.take().expect("stderr"), &mut stderr).expect("read");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("2 run(s) saved a checkpoint") && stderr.contains("again to resume"), "{stderr}");
+    for seed in [1, 2] {
+        let state = json(&out.join(format!("runs/tiny_seed-{seed}/last/trainer_state.json")));
+        assert!(state["step"].as_u64().is_some_and(|s| s > 0), "seed {seed}: {state}");
+    }
+    // Every job has exited (no claim is held), the two started runs resume, the third was never started.
+    let plan = ok(&sweep_cmd(&sweep, &out, &["--plan"]));
+    assert_eq!(plan.lines().filter(|l| l.starts_with("pending(resumable)")).count(), 2, "{plan}");
+    assert_eq!(plan.lines().filter(|l| l.starts_with("pending ")).count(), 1, "{plan}");
+    assert!(!plan.lines().any(|l| l.starts_with("running(locked)")), "{plan}");
 }
