@@ -70,7 +70,7 @@ fn main() -> ExitCode {
                 || e.downcast_ref::<attnlab_train::sweep::jobs::SweepInterrupted>().is_some() =>
         {
             eprintln!("{e}");
-            ExitCode::from(130)
+            ExitCode::from(attnlab_train::interrupt::stop_exit_code())
         }
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -80,9 +80,7 @@ fn kill_9_at_random_moments_then_resume_reaches_the_same_weights() {
             let again = bin().args(["train", &s(&config), "--out", &s(&dir)]).output().expect("again");
             ok(&again);
         }
-        let ckpt =
-            attnlab_model::Checkpoint::load(dir.join("last"), &candle_core::Device::Cpu).expect("loads");
-        ckpt.ensure_finite().expect("finite");
+        attnlab_model::Checkpoint::open(dir.join("last"), &candle_core::Device::Cpu).expect("opens");
         assert!(weights(&dir) == weights(&reference), "run {i} ended with other weights");
         let opt = |d: &Path| std::fs::read(d.join("last/optimizer.safetensors")).expect("optimizer");
         assert!(opt(&dir) == opt(&reference), "run {i} ended with another optimizer state");

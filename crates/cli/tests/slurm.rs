@@ -115,3 +115,72 @@ fn smoke_sweep_runs_as_a_slurm_job_array() {
     assert!(seen.values().all(|&n| n == 1), "every run exactly once: {seen:?}");
     drop(cluster);
 }
+
+/// Runs `configs/slurm/sweep.sbatch` as Slurm would with the array variables `vars`, with a
+/// stand-in `attnlab` that prints its arguments; returns (exit code, stdout, stderr).
+fn batch_script(vars: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fake = tmp.path().join("attnlab");
+    fs::write(&fake, "#!/bin/sh\necho \"$@\"\n").expect("stand-in");
+    let mut perms = fs::metadata(&fake).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    fs::set_permissions(&fake, perms).expect("chmod");
+    let out = Command::new("bash")
+        .arg(repo().join("configs/slurm/sweep.sbatch"))
+        .arg("s.toml")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ATTNLAB", &fake)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("bash");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Case 46: N of `--shard I/N` is the sweep's shard count — the whole array's size, or
+/// `ATTNLAB_SHARDS` — never the size of a resubmitted part; zero-based and stepped arrays are
+/// refused with a message saying how to submit.
+#[test]
+fn the_batch_script_takes_the_shard_count_from_the_sweep() {
+    let array = |id: &'static str, min: &'static str, max: &'static str, count: &'static str| {
+        vec![
+            ("SLURM_ARRAY_TASK_ID", id),
+            ("SLURM_ARRAY_TASK_MIN", min),
+            ("SLURM_ARRAY_TASK_MAX", max),
+            ("SLURM_ARRAY_TASK_COUNT", count),
+        ]
+    };
+    for id in ["1", "2", "3", "4"] {
+        let (code, out, err) = batch_script(&array(id, "1", "4", "4"));
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out, format!("--threads 1 sweep s.toml --shard {id}/4"));
+    }
+    // Resubmitting shard 4 alone: its array has one task, so the count must be named.
+    let (code, _, err) = batch_script(&array("4", "4", "4", "1"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ATTNLAB_SHARDS") && err.contains("--array=I --export=ALL,ATTNLAB_SHARDS=N"),
+        "{err}"
+    );
+    let mut named = array("4", "4", "4", "1");
+    named.push(("ATTNLAB_SHARDS", "4"));
+    let (code, out, err) = batch_script(&named);
+    assert_eq!((code, out.as_str()), (Some(0), "--threads 1 sweep s.toml --shard 4/4"), "{err}");
+    // Zero-based and stepped arrays.
+    let (code, out, err) = batch_script(&array("0", "0", "3", "4"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(err.contains("1-based") && err.contains("--array=1-N"), "{err}");
+    let mut stepped = array("5", "1", "7", "4");
+    stepped.push(("SLURM_ARRAY_TASK_STEP", "2"));
+    let (code, out, err) = batch_script(&stepped);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(err.contains("stepped") && err.contains("--array=1-N"), "{err}");
+    // Only the task id set (no MIN, MAX, COUNT): no unbound-variable stop, a clear message.
+    let (code, _, err) = batch_script(&[("SLURM_ARRAY_TASK_ID", "2")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("ATTNLAB_SHARDS") && !err.contains("unbound"), "{err}");
+    // No array: the report job passes its arguments on.
+    let (code, out, err) = batch_script(&[]);
+    assert_eq!((code, out.as_str()), (Some(0), "sweep s.toml"), "{err}");
+}

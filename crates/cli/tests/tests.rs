@@ -2,6 +2,7 @@
 //! topic.
 
 mod bench;
+mod checkpoints;
 mod faults;
 mod slurm;
 mod sweep;

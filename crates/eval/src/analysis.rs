@@ -41,7 +41,7 @@ pub fn analyse_params(run: &Run) -> Result<Option<Vec<HeadParams>>> {
 pub fn analyse_geometry(run: &Run) -> Result<Option<GeometryReport>> {
     let dir = run.checkpoint_dir().context("no checkpoint in last/ or best/")?;
     let device = Device::Cpu;
-    let ckpt = Checkpoint::load(&dir, &device).with_context(|| format!("loading {}", dir.display()))?;
+    let ckpt = Checkpoint::open(&dir, &device)?;
     let Some(gpt) = ckpt.model.as_gpt() else { return Ok(None) };
     let (tokens, inputs) = gpt_inputs(run, gpt.config().vocab_size, gpt.config().block_size, &device)?;
     Ok(Some(GeometryReport { inputs, heads: gpt_geometry(gpt, &tokens)? }))

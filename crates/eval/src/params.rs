@@ -60,12 +60,12 @@ pub struct HeadParams {
     pub power: Option<f64>,
 }
 
-/// Reads `model.safetensors` in `ckpt_dir` and computes [`HeadParams`] for every layer and head.
+/// Opens the checkpoint `ckpt_dir` ([`attnlab_model::Checkpoint::open`]) and computes
+/// [`HeadParams`] for every layer and head.
 pub fn head_params(ckpt_dir: &Path, n_head: usize) -> Result<Vec<HeadParams>> {
-    let path = ckpt_dir.join(attnlab_model::checkpoint::MODEL_FILE);
-    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
-        .with_context(|| format!("reading {}", path.display()))?;
-    head_params_of(&tensors, n_head).with_context(|| format!("analysing {}", path.display()))
+    let ckpt = attnlab_model::Checkpoint::open(ckpt_dir, &Device::Cpu)?;
+    let path = ckpt.dir.join(attnlab_model::checkpoint::MODEL_FILE);
+    head_params_of(&ckpt.params.tensors(), n_head).with_context(|| format!("analysing {}", path.display()))
 }
 
 /// [`head_params`] on tensors already in memory.

@@ -261,7 +261,9 @@ fn draw_panel<DB: DrawingBackend>(
             crate::stats::fmt_num(snap_zero(*v, y1 - y0), digits_for(y1 - y0))
         }
     };
-    let integer_x = panel.integer_x;
+    // Steps, layers: every x a whole number, so ticks between them are left unlabelled and
+    // whole ticks read `3`, not `3.0`.
+    let integer_x = panel.integer_x || whole_numbers(series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)));
     let x_fmt = |v: &f64| {
         if integer_x {
             if (v - v.round()).abs() < 1e-6 { format!("{}", v.round() as i64) } else { String::new() }
@@ -298,11 +300,22 @@ fn draw_panel<DB: DrawingBackend>(
         } else {
             chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
         }
-        if s.markers {
+        // A series of one point has no line to draw: it gets its marker.
+        if s.markers || pts.len() == 1 {
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
     }
     Ok(())
+}
+
+/// Whether there are values and every one is a whole number.
+fn whole_numbers(mut xs: impl Iterator<Item = f64>) -> bool {
+    let mut any = false;
+    let all = xs.all(|x| {
+        any = true;
+        x.fract() == 0.0
+    });
+    any && all
 }
 
 /// Decimals that tell tick labels apart on an axis spanning `span` (about ten ticks).
@@ -349,7 +362,35 @@ fn snap_zero(v: f64, span: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{log_tick, snap_zero};
+    use super::{Panel, Series, line_charts, log_tick, snap_zero};
+
+    /// Case 27: a run with one logged training point beside a 10-step run.
+    #[test]
+    fn a_one_point_series_is_a_marker_and_steps_are_labelled_as_integers() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let series = |label: &str, color, points: Vec<(f64, f64)>| Series {
+            label: Some(label.into()),
+            color,
+            points,
+            markers: false,
+            band: Vec::new(),
+        };
+        let ten: Vec<(f64, f64)> = (1..=10).map(|s| (s as f64, 4.0 - 0.1 * s as f64)).collect();
+        let panel = Panel {
+            title: "train loss".into(),
+            x_label: "step".into(),
+            y_label: "loss".into(),
+            integer_x: false,
+            log_y: false,
+            series: vec![series("one", 0, vec![(1.0, 4.2)]), series("ten", 1, ten)],
+            hline: None,
+        };
+        let paths = line_charts(&tmp.path().join("loss"), "t", &[panel], (400, 300)).expect("draw");
+        let svg = std::fs::read_to_string(&paths[1]).expect("svg");
+        assert_eq!(svg.matches("<circle").count(), 1, "one marker, for the one-point series");
+        assert!(svg.contains(">5<") && !svg.contains(">5.0<"), "integer step ticks");
+        // With markers off and two points, no marker is drawn: the count above is the one point's.
+    }
 
     #[test]
     fn log_ticks_are_short() {

@@ -32,6 +32,8 @@ pub struct Report {
     pub duplicates: Vec<String>,
     /// Run directories with no metrics yet (left out).
     pub not_started: Vec<String>,
+    /// Runs whose checkpoint could not be read (left out, never called diverged).
+    pub unreadable: Vec<crate::screen::Unreadable>,
     /// The metric every configuration is compared with.
     pub baseline: String,
     /// What the runs say about each part of the question (see [`crate::findings`]).
@@ -147,9 +149,12 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     let writer =
         if options.sweep_report { attnlab_train::Writer::SweepReport } else { attnlab_train::Writer::Report };
     attnlab_train::check_output(out, &inputs, writer)?;
-    let (runs, duplicates, not_started) = crate::screen::load_runs(run_dirs)?;
+    let crate::screen::Screened { runs, duplicates, not_started, unreadable } =
+        crate::screen::load_runs(run_dirs)?;
     if runs.is_empty() {
-        anyhow::bail!("no run to report on: {} has no metrics yet", not_started.join(", "))
+        let mut why: Vec<String> = unreadable.iter().map(crate::screen::Unreadable::line).collect();
+        why.extend(not_started.iter().map(|d| format!("{d} has no metrics yet")));
+        anyhow::bail!("no run to report on: {}", why.join("; "))
     }
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let groups = group_runs(&runs);
@@ -163,6 +168,7 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
         n_runs: runs.len(),
         duplicates,
         not_started,
+        unreadable,
         baseline: options.baseline.clone(),
         findings,
         groups: reports,
@@ -171,8 +177,8 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     let json_path = out.join("report.json");
     fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
     let md_path = out.join("report.md");
-    fs::write(&md_path, crate::markdown::render(&report))
-        .with_context(|| format!("writing {}", md_path.display()))?;
+    let md = crate::markdown::render(&report) + &crate::screen::unreadable_section(&report.unreadable);
+    fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     Ok(report)
 }
 

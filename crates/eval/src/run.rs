@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use attnlab_model::checkpoint::MODEL_FILE;
 use attnlab_train::TaskConfig;
 use attnlab_train::rundir::{self, CONFIG_FILE, METRICS_FILE, MetricLine, RunDir, Summary};
 use attnlab_train::tasks::TaskReport;
@@ -37,6 +38,17 @@ impl Run {
             bail!("{} is not a directory (expected a run directory)", dir.display())
         }
         let paths = RunDir::new(dir);
+        if is_checkpoint_dir(dir) {
+            let run = dir.parent().filter(|p| RunDir::new(p).config_path().is_file());
+            let hint = match run {
+                Some(run) => format!("pass its run directory {}", run.display()),
+                None => "pass the run directory that holds it".to_string(),
+            };
+            bail!(
+                "{} is a checkpoint directory ({CONFIG_FILE} + {MODEL_FILE}), not a run: {hint}",
+                dir.display()
+            )
+        }
         if !paths.config_path().is_file() {
             bail!(
                 "{} is not a run directory: it has no {CONFIG_FILE} (a run holds {CONFIG_FILE}, {METRICS_FILE}, last/)",
@@ -116,4 +128,11 @@ impl Run {
     pub fn checkpoint_dir(&self) -> Option<PathBuf> {
         RunDir::new(&self.dir).checkpoint_dir()
     }
+}
+
+/// A checkpoint directory (`config.json` and `model.safetensors`, no `metrics.jsonl`): what a
+/// run keeps in `last/` and `best/`, not a run.
+pub fn is_checkpoint_dir(dir: &Path) -> bool {
+    let paths = RunDir::new(dir);
+    paths.config_path().is_file() && dir.join(MODEL_FILE).exists() && !paths.metrics_path().exists()
 }

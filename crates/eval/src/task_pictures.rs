@@ -49,7 +49,7 @@ pub fn task_pictures(
 
 fn load(run: &Run) -> Result<Checkpoint> {
     let dir = run.checkpoint_dir().with_context(|| format!("run {} has no checkpoint", run.name))?;
-    Checkpoint::load(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))
+    Ok(Checkpoint::open(&dir, &Device::Cpu)?)
 }
 
 fn title(label: &str, run: &Run, score: &str, key: &str) -> String {

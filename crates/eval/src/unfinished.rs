@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use attnlab_train::sweep::Failure;
 use serde_json::{Value, json};
 
+use crate::screen::{Unreadable, unreadable_section};
+
 /// The section heading in `report.md`.
 const HEADING: &str = "## Runs that did not finish";
 
@@ -70,14 +72,15 @@ fn markdown(list: &[Unfinished]) -> String {
 }
 
 /// Adds the unfinished runs to `report_dir/report.md` (a section) and `report.json`
-/// (`"unfinished"`). Without a report of finished runs there (`alone`), writes both files with
-/// this list only.
-pub fn write(report_dir: &Path, list: &[Unfinished], alone: bool) -> Result<()> {
+/// (`"unfinished"`), and the finished runs whose checkpoint could not be read (a section,
+/// `"unreadable"`). Without a report of finished runs there (`alone`), writes both files with
+/// these lists only.
+pub fn write(report_dir: &Path, list: &[Unfinished], unreadable: &[Unreadable], alone: bool) -> Result<()> {
     fs::create_dir_all(report_dir).with_context(|| format!("creating {}", report_dir.display()))?;
     let md_path = report_dir.join("report.md");
     let json_path = report_dir.join("report.json");
     let (mut md, mut report) = if alone {
-        ("# Report\n\nNo run has finished.\n".to_string(), json!({"n_runs": 0, "groups": []}))
+        ("# Report\n\nNo run has finished and been read.\n".to_string(), json!({"n_runs": 0, "groups": []}))
     } else {
         let md = fs::read_to_string(&md_path).with_context(|| format!("reading {}", md_path.display()))?;
         let text =
@@ -88,8 +91,12 @@ pub fn write(report_dir: &Path, list: &[Unfinished], alone: bool) -> Result<()> 
     if !list.is_empty() {
         md.push_str(&markdown(list));
     }
+    md.push_str(&unreadable_section(unreadable));
     if let Some(obj) = report.as_object_mut() {
         obj.insert("unfinished".into(), Value::Array(list.iter().map(Unfinished::to_json).collect()));
+        if !unreadable.is_empty() {
+            obj.insert("unreadable".into(), serde_json::to_value(unreadable)?);
+        }
     }
     fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     fs::write(&json_path, serde_json::to_vec_pretty(&report)?)

@@ -128,7 +128,7 @@ fn runs_of_one_config_in_two_directories_are_told_apart() {
     let a = common::make_run(&tmp.path().join("a"), "same", "recall", MetricKind::Dot, 1, None);
     let b = common::make_run(&tmp.path().join("b"), "same", "recall", MetricKind::Dot, 1, None);
     let c = common::make_run(tmp.path(), "other", "recall", MetricKind::Dot, 1, None);
-    let (runs, _, _) = attnlab_eval::screen::load_runs(&[a.clone(), b.clone(), c]).expect("load");
+    let runs = attnlab_eval::screen::load_runs(&[a.clone(), b.clone(), c]).expect("load").runs;
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names[0], format!("same ({})", a.display()));
     assert_eq!(names[1], format!("same ({})", b.display()));

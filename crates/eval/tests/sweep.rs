@@ -34,6 +34,7 @@ fn in_process(opts: &TrainOptions) -> SweepOptions {
         executor: Executor::InProcess(opts.clone()),
         shard: Shard::ALL,
         retry: RetryPolicy::default(),
+        keep_stale: false,
     }
 }
 

@@ -11,6 +11,7 @@ use candle_core::{Device, Result, bail};
 use serde_json::Value;
 
 use crate::config::from_value_strict;
+use crate::files::{safetensors_bytes, write_file};
 use crate::hub::{HubOptions, HubRef, fetch};
 use crate::model::{Model, ModelConfig};
 use crate::params::ParamStore;
@@ -40,46 +41,124 @@ pub struct Checkpoint {
     pub model: Model,
 }
 
+/// Why a checkpoint could not be opened. Only [`CheckpointError::NonFinite`] means the model
+/// diverged; every other kind is about the files.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The path names no checkpoint (missing, or a directory without `config.json`).
+    #[error("{0}")]
+    NotFound(String),
+    /// A file exists but could not be read (permission, I/O): the file and the OS error.
+    #[error("{} could not be read: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but is cut short or not in its format (an interrupted copy).
+    #[error("{} is truncated or corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The weights do not fit the model its `config.json` describes (names or shapes).
+    #[error("{} does not match its config {}: {reason}", path.display(), config.display())]
+    Mismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// The config it was checked against.
+        config: PathBuf,
+        /// The first tensor that differs.
+        reason: String,
+    },
+    /// The weights were read and hold NaN or infinite values: the model diverged.
+    #[error("{}: tensor `{tensor}` holds NaN or infinite values; the model diverged and cannot be used", path.display())]
+    NonFinite {
+        /// The weights file.
+        path: PathBuf,
+        /// The first tensor (in name order) holding a non-finite value.
+        tensor: String,
+    },
+    /// A `hub:` reference could not be fetched.
+    #[error("{0}")]
+    Hub(String),
+}
+
+impl CheckpointError {
+    /// Whether this is a divergence (non-finite weights), the one kind that is about the model.
+    pub fn is_divergence(&self) -> bool {
+        matches!(self, Self::NonFinite { .. })
+    }
+
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Self::NotFound(format!("{} does not exist", path.display())),
+            _ => Self::Unreadable { path: path.to_path_buf(), source },
+        }
+    }
+}
+
+impl From<CheckpointError> for candle_core::Error {
+    fn from(e: CheckpointError) -> Self {
+        candle_core::Error::wrap(e)
+    }
+}
+
 impl Checkpoint {
-    /// Loads a checkpoint directory, a run directory (its `last/`), or `hub:owner/repo[@rev]`.
+    /// Loads a checkpoint directory, a run directory (its `last/`), or `hub:owner/repo[@rev]`
+    /// (see [`Checkpoint::open`], which returns the typed error).
     ///
     /// ```no_run
     /// let ckpt = attnlab_model::Checkpoint::load("checkpoints/shakespeare_char", &candle_core::Device::Cpu)?;
     /// # Ok::<(), candle_core::Error>(())
     /// ```
     pub fn load(reference: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        Self::load_with(reference, device, &HubOptions::default())
+        Ok(Self::open(reference, device)?)
     }
 
     /// Like [`Checkpoint::load`], with explicit hub endpoint and cache.
     pub fn load_with(reference: impl AsRef<Path>, device: &Device, hub: &HubOptions) -> Result<Self> {
-        let reference = reference.as_ref();
-        let dir = match reference.to_str().and_then(HubRef::parse) {
-            Some(hub_ref) => fetch_hub(&hub_ref?, hub)?,
-            None => resolve_dir(reference)?,
-        };
-        let (run_config, config) = read_config(&dir)?;
-        let params = ParamStore::new(0, device);
-        let model = Model::new(&config, &params).map_err(|e| in_file(&dir.join(CONFIG_FILE), e))?;
-        params.load_safetensors(&dir.join(MODEL_FILE))?;
-        Ok(Self { dir, run_config, config, params, model })
+        Ok(Self::open_with(reference, device, hub)?)
     }
 
-    /// Errors when a weight is NaN or infinite, naming the tensor and the file: anything that
-    /// computes with a checkpoint (sampling, evaluation, augmentation) calls this first.
-    pub fn ensure_finite(&self) -> Result<()> {
-        match self.params.first_non_finite()? {
-            None => Ok(()),
-            Some(name) => bail!(
-                "{}: tensor `{name}` holds NaN or infinite values; the model diverged and cannot be used",
-                self.dir.join(MODEL_FILE).display()
-            ),
-        }
+    /// The one way every command opens a checkpoint: reads `config.json`, builds the model,
+    /// reads `model.safetensors` and checks every tensor's name, shape and finiteness. The
+    /// error says which of these failed ([`CheckpointError`]).
+    pub fn open(reference: impl AsRef<Path>, device: &Device) -> std::result::Result<Self, CheckpointError> {
+        Self::open_with(reference, device, &HubOptions::default())
+    }
+
+    /// Like [`Checkpoint::open`], with explicit hub endpoint and cache.
+    pub fn open_with(
+        reference: impl AsRef<Path>,
+        device: &Device,
+        hub: &HubOptions,
+    ) -> std::result::Result<Self, CheckpointError> {
+        let reference = reference.as_ref();
+        let dir = match reference.to_str().and_then(HubRef::parse) {
+            Some(hub_ref) => {
+                let hub_ref = hub_ref.map_err(|e| CheckpointError::Hub(e.to_string()))?;
+                fetch_hub(&hub_ref, hub).map_err(|e| CheckpointError::Hub(e.to_string()))?
+            }
+            None => resolve_dir(reference).map_err(|e| CheckpointError::NotFound(e.to_string()))?,
+        };
+        let (run_config, config) = open_config(&dir)?;
+        let params = ParamStore::new(0, device);
+        let config_path = dir.join(CONFIG_FILE);
+        let model = Model::new(&config, &params)
+            .map_err(|e| CheckpointError::Corrupt { path: config_path, reason: e.to_string() })?;
+        load_weights(&dir, &params)?;
+        Ok(Self { dir, run_config, config, params, model })
     }
 
     /// Writes `run_config` (which must hold a valid `model`), the weights and `extra` files
     /// (name, bytes) to `dir`, atomically: `dir` holds either the old or the new checkpoint.
-    /// Non-finite weights are refused: no command can save a diverged model.
+    /// Non-finite weights are refused: no command can save a diverged model. Every file is
+    /// written by [`crate::files::write_file`] (the umask's ordinary mode).
     pub fn save(dir: &Path, run_config: &Value, params: &ParamStore, extra: &[(&str, &[u8])]) -> Result<()> {
         let model = run_config.get("model").cloned().unwrap_or(Value::Null);
         from_value_strict::<ModelConfig>(model, "model").map_err(candle_core::Error::Msg)?;
@@ -92,27 +171,59 @@ impl Checkpoint {
         write_dir_atomic(dir, |tmp| {
             let json =
                 serde_json::to_vec_pretty(run_config).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            fs::write(tmp.join(CONFIG_FILE), json)?;
-            params.save_safetensors(&tmp.join(MODEL_FILE))?;
+            write_file(&tmp.join(CONFIG_FILE), &json)?;
+            write_file(&tmp.join(MODEL_FILE), &safetensors_bytes(&params.tensors())?)?;
             for (name, bytes) in extra {
-                fs::write(tmp.join(name), bytes)?;
+                write_file(&tmp.join(name), bytes)?;
             }
             Ok(())
         })
     }
 }
 
+/// Reads `dir/model.safetensors` into `params` (whose variables the model built), the one
+/// reader of a checkpoint's weights: the file is read ([`CheckpointError::Unreadable`]), parsed
+/// ([`CheckpointError::Corrupt`]), matched against the variables by name and shape
+/// ([`CheckpointError::Mismatch`]) and checked for NaN and infinities
+/// ([`CheckpointError::NonFinite`]).
+pub fn load_weights(dir: &Path, params: &ParamStore) -> std::result::Result<(), CheckpointError> {
+    let path = dir.join(MODEL_FILE);
+    let bytes = fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, params.device())
+        .map_err(|e| CheckpointError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+    params.assign_from(tensors).map_err(|e| CheckpointError::Mismatch {
+        path: path.clone(),
+        config: dir.join(CONFIG_FILE),
+        reason: e.to_string(),
+    })?;
+    let non_finite = params
+        .first_non_finite()
+        .map_err(|e| CheckpointError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+    match non_finite {
+        Some(tensor) => Err(CheckpointError::NonFinite { path, tensor }),
+        None => Ok(()),
+    }
+}
+
+/// Opens the checkpoint `dir` on the CPU and drops it: `Ok` when every command could use it.
+pub fn verify(dir: &Path) -> std::result::Result<(), CheckpointError> {
+    Checkpoint::open(dir, &Device::Cpu).map(drop)
+}
+
+fn open_config(dir: &Path) -> std::result::Result<(Value, ModelConfig), CheckpointError> {
+    let path = dir.join(CONFIG_FILE);
+    let text = fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+    let corrupt = |reason: String| CheckpointError::Corrupt { path: path.clone(), reason };
+    let value: Value = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+    let Some(model) = value.get("model") else { return Err(corrupt("no `model` section".into())) };
+    let config: ModelConfig = from_value_strict(model.clone(), "model").map_err(corrupt)?;
+    config.validate().map_err(|e| corrupt(e.to_string()))?;
+    Ok((value, config))
+}
+
 /// Reads `config.json` of a checkpoint directory: the whole value and its strict model config.
 pub fn read_config(dir: &Path) -> Result<(Value, ModelConfig)> {
-    let path = dir.join(CONFIG_FILE);
-    let text = fs::read_to_string(&path).map_err(|e| in_file(&path, e))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| in_file(&path, e))?;
-    let Some(model) = value.get("model") else {
-        return Err(in_file(&path, "no `model` section"));
-    };
-    let config: ModelConfig = from_value_strict(model.clone(), "model").map_err(|e| in_file(&path, e))?;
-    config.validate().map_err(|e| in_file(&path, e))?;
-    Ok((value, config))
+    Ok(open_config(dir)?)
 }
 
 /// The checkpoint directory that `path` names: itself, its `last/`, or — after a crash between
@@ -121,7 +232,7 @@ pub fn resolve_dir(path: &Path) -> Result<PathBuf> {
     let candidates =
         [path.to_path_buf(), path.join(LAST_DIR), old_path(&path.join(LAST_DIR)), old_path(path)];
     // A run directory has a config.json of its own but its weights live in `last/`.
-    let complete = |c: &PathBuf| c.join(CONFIG_FILE).is_file() && c.join(MODEL_FILE).is_file();
+    let complete = |c: &PathBuf| c.join(CONFIG_FILE).is_file() && c.join(MODEL_FILE).exists();
     let found = candidates.iter().find(|c| complete(c));
     match found.or_else(|| candidates.iter().find(|c| c.join(CONFIG_FILE).is_file())) {
         Some(dir) => Ok(dir.clone()),

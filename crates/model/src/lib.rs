@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod files;
 pub mod fused;
 pub mod gpt;
 pub mod gpu;
@@ -21,7 +22,7 @@ pub mod sample;
 pub mod set_regressor;
 
 pub use attention::{AttnProbe, MetricAttention, QkOptions};
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, CheckpointError};
 pub use gpt::{Gpt, GptConfig};
 pub use layers::NormKind;
 pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask, sq_dists};
@@ -30,5 +31,5 @@ pub use params::{Init, ParamBuilder, ParamStore};
 pub use prototype::{Augmented, PrototypeConfig, PrototypeNet, key_distances};
 pub use qk::{PosKind, PosSpec, QkNorm, QkSpec};
 pub use route::{Job, Route};
-pub use sample::{Sampling, generate, generate_masked};
+pub use sample::{Sampling, generate, generate_masked, generate_streaming};
 pub use set_regressor::{SetRegressor, SetRegressorConfig};

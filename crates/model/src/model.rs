@@ -30,6 +30,33 @@ impl ModelConfig {
         }
     }
 
+    /// The config with every default its metric reads written out (see
+    /// [`crate::MetricSpec::resolved`]): the score scale each model kind uses by default
+    /// (`1/sqrt(head width)` for GPTs and set regressors, the paper's for prototype networks).
+    /// A config whose sizes do not validate is returned as it is (its error comes from
+    /// [`ModelConfig::validate`]).
+    pub fn resolved(&self) -> Self {
+        let head_scale = |n_embd: usize, n_head: usize| match n_head {
+            0 => None,
+            h => Some(1.0 / ((n_embd / h) as f64).sqrt()),
+        };
+        let mut out = self.clone();
+        match &mut out {
+            ModelConfig::Gpt(c) => {
+                if let Some(scale) = head_scale(c.n_embd, c.n_head) {
+                    c.attention = c.attention.resolved(scale);
+                }
+            }
+            ModelConfig::SetRegressor(c) => {
+                if let Some(scale) = head_scale(c.n_embd, c.n_head) {
+                    c.attention = c.attention.resolved(scale);
+                }
+            }
+            ModelConfig::Prototype(c) => c.attention = c.attention.resolved(c.default_scale()),
+        }
+        out
+    }
+
     /// The attention metric's config name.
     pub fn metric(&self) -> crate::metric::MetricKind {
         match self {

@@ -94,9 +94,10 @@ impl ParamStore {
         Ok(None)
     }
 
-    /// Writes every variable to a safetensors file.
+    /// Writes every variable to a safetensors file (through [`crate::files::write_file`]).
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
-        candle_core::safetensors::save(&self.tensors(), path)
+        crate::files::write_file(path, &crate::files::safetensors_bytes(&self.tensors())?)?;
+        Ok(())
     }
 
     /// Overwrites every variable from `tensors`. Every variable must be present with the same
@@ -120,13 +121,6 @@ impl ParamStore {
             bail!("the checkpoint holds tensor `{extra}`, which the config's model does not have")
         }
         Ok(())
-    }
-
-    /// Overwrites every variable from a safetensors file (see [`ParamStore::assign_from`]).
-    pub fn load_safetensors(&self, path: &Path) -> Result<()> {
-        let tensors = candle_core::safetensors::load(path, &self.device)
-            .map_err(|e| candle_core::Error::Msg(format!("reading {}: {e}", path.display())))?;
-        self.assign_from(tensors)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -45,6 +45,15 @@ pub struct PrototypeConfig {
 }
 
 impl PrototypeConfig {
+    /// The score scale where `attn_scale` is unset, the paper's: `1/sqrt(n_protos)` for `dot`,
+    /// 1 for the distances (metrics without a score scale ignore it).
+    pub fn default_scale(&self) -> f64 {
+        match self.attention.metric.input() {
+            Input::Dot => 1.0 / (self.n_protos as f64).sqrt(),
+            Input::SqDist | Input::DistPow | Input::UnitDot => 1.0,
+        }
+    }
+
     /// `n_protos` prototypes over `n_features` inputs and `n_classes` classes, with `metric`.
     pub fn new(n_features: usize, n_classes: usize, n_protos: usize, metric: MetricKind) -> Self {
         Self {
@@ -122,13 +131,8 @@ impl PrototypeNet {
             let keys = pb.var("keys", (p, f), Init::Normal { std: (2.0 / f as f64).sqrt() })?;
             (keys, pb.var("values", (p, k), Init::Normal { std: (2.0 / k as f64).sqrt() })?)
         };
-        // The paper's scales: dot 1/sqrt(p), distances 1 (metrics without a scale ignore it);
-        // `attn_scale` replaces them.
-        let default_scale = match cfg.attention.metric.input() {
-            Input::Dot => 1.0 / (p as f64).sqrt(),
-            Input::SqDist | Input::DistPow | Input::UnitDot => 1.0,
-        };
-        let metric = MetricLayer::with_default_scale(&cfg.attention, 1, default_scale, &pb.pp("metric"))?;
+        let metric =
+            MetricLayer::with_default_scale(&cfg.attention, 1, cfg.default_scale(), &pb.pp("metric"))?;
         Ok(Self { cfg: cfg.clone(), keys, values, metric })
     }
 

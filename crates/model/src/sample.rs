@@ -38,6 +38,25 @@ pub fn generate_masked(
     sampling: &Sampling,
     allowed: &[bool],
 ) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(n_new);
+    generate_streaming(gpt, prompt, n_new, sampling, allowed, |id| {
+        out.push(id);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Like [`generate_masked`], handing each new token to `on_token` as soon as it is drawn (so a
+/// caller can print as it goes); an error from `on_token` stops the generation and is returned.
+/// The tokens are the same as [`generate_masked`]'s.
+pub fn generate_streaming(
+    gpt: &Gpt,
+    prompt: &[u32],
+    n_new: usize,
+    sampling: &Sampling,
+    allowed: &[bool],
+    mut on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<()> {
     if !allowed.is_empty() && !allowed.iter().any(|&a| a) {
         bail!("no token id is allowed: the tokenizer decodes none of the model's ids")
     }
@@ -67,9 +86,11 @@ pub fn generate_masked(
         for (l, _) in logits.iter_mut().zip(allowed).filter(|(_, a)| !**a) {
             *l = f32::NEG_INFINITY;
         }
-        ids.push(sample_logits(&logits, sampling, &mut rng));
+        let id = sample_logits(&logits, sampling, &mut rng);
+        ids.push(id);
+        on_token(id)?;
     }
-    Ok(ids[prompt.len()..].to_vec())
+    Ok(())
 }
 
 /// Draws one index from `logits` under `sampling` (greedy when the temperature is 0).

@@ -213,7 +213,95 @@ fn non_finite_weights_are_never_saved_and_are_refused_on_use() {
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu).expect("load");
     let nan: HashMap<_, _> = tensors.into_iter().map(|(k, t)| (k, (t * f64::NAN).expect("mul"))).collect();
     candle_core::safetensors::save(&nan, &path).expect("save");
-    let ckpt = Checkpoint::load(&dir, &Device::Cpu).expect("loads");
-    let err = ckpt.ensure_finite().expect_err("NaN weights").to_string();
+    let err = Checkpoint::open(&dir, &Device::Cpu).err().expect("NaN weights are refused");
+    assert!(err.is_divergence(), "{err}");
+    let err = err.to_string();
     assert!(err.contains("NaN or infinite") && err.contains(MODEL_FILE), "{err}");
+}
+
+/// Every kind of `CheckpointError`, each from its own damage; only non-finite weights are a
+/// divergence, and every message names the file.
+#[test]
+fn open_names_each_kind_of_fault() {
+    use attnlab_model::CheckpointError;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fresh = |name: &str| {
+        let dir = tmp.path().join(name);
+        saved(&dir, MetricKind::Dot);
+        dir
+    };
+    let open = |dir: &Path| Checkpoint::open(dir, &Device::Cpu).err().expect("a fault");
+    let missing = open(&tmp.path().join("nowhere"));
+    assert!(matches!(missing, CheckpointError::NotFound(_)), "{missing}");
+    let dir = fresh("truncated");
+    let bytes = fs::read(dir.join(MODEL_FILE)).expect("weights");
+    fs::write(dir.join(MODEL_FILE), &bytes[..bytes.len() - 7]).expect("cut");
+    let e = open(&dir);
+    assert!(matches!(e, CheckpointError::Corrupt { .. }) && e.to_string().contains(MODEL_FILE), "{e}");
+    let dir = fresh("io");
+    fs::remove_file(dir.join(MODEL_FILE)).expect("rm");
+    fs::create_dir(dir.join(MODEL_FILE)).expect("a directory in its place");
+    let e = open(&dir);
+    let CheckpointError::Unreadable { path, source } = &e else { panic!("not unreadable: {e}") };
+    assert!(path.ends_with(MODEL_FILE) && e.to_string().contains(&source.to_string()), "{e}");
+    let dir = fresh("config");
+    fs::write(dir.join(CONFIG_FILE), b"{\"model\": ").expect("cut config");
+    let e = open(&dir);
+    assert!(matches!(e, CheckpointError::Corrupt { .. }) && e.to_string().contains(CONFIG_FILE), "{e}");
+    let dir = fresh("mismatch");
+    let mut other = config(MetricKind::Dot);
+    if let ModelConfig::Gpt(c) = &mut other {
+        c.n_embd = 16;
+    }
+    fs::write(dir.join(CONFIG_FILE), json!({"model": other, "seed": 11}).to_string()).expect("edit");
+    let e = open(&dir);
+    assert!(matches!(e, CheckpointError::Mismatch { .. }) && e.to_string().contains("shape"), "{e}");
+    for e in [&missing, &e] {
+        assert!(!e.is_divergence() && !e.to_string().contains("diverged"), "{e}");
+    }
+    #[cfg(unix)]
+    if reads_past_permissions() {
+        eprintln!(
+            "running as root: a permission-denied read cannot be provoked; the I/O case above stands for it"
+        );
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = fresh("denied");
+        fs::set_permissions(dir.join(MODEL_FILE), fs::Permissions::from_mode(0o000)).expect("chmod");
+        let e = open(&dir);
+        assert!(e.to_string().contains("ermission denied"), "{e}");
+        assert!(matches!(e, CheckpointError::Unreadable { .. }), "{e}");
+    }
+}
+
+/// Whether this process runs as root (then file permissions do not stop its reads): a file
+/// made unreadable is read anyway.
+#[cfg(unix)]
+fn reads_past_permissions() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let probe = tmp.path().join("probe");
+    fs::write(&probe, b"x").expect("probe");
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o000)).expect("chmod");
+    fs::read(&probe).is_ok()
+}
+
+/// A saved config writes out the defaults its metric reads; a config of an earlier version
+/// with them unset loads as the same model.
+#[test]
+fn resolved_configs_write_out_power_and_scale() {
+    for metric in MetricKind::ALL {
+        let cfg = config(metric);
+        let resolved = cfg.resolved();
+        let ModelConfig::Gpt(r) = &resolved else { panic!("gpt") };
+        let uses_power = metric.input() == attnlab_model::metric::table::Input::DistPow;
+        assert_eq!(r.attention.power, uses_power.then(|| metric.default_power()), "{metric}");
+        let has_scale = metric.head_param() == attnlab_model::metric::table::HeadParam::Scale;
+        assert_eq!(r.attention.attn_scale, has_scale.then(|| 1.0 / 2.0), "{metric}: 1/sqrt(8/2)");
+        // Same variables and same outputs from one seed.
+        let (a, _) = Model::init(&cfg, 3, &Device::Cpu).expect("init");
+        let (b, _) = Model::init(&resolved, 3, &Device::Cpu).expect("init");
+        assert_eq!(logits(&a), logits(&b), "{metric}");
+        assert_eq!(resolved.resolved(), resolved, "{metric}: resolving twice changes nothing");
+    }
 }

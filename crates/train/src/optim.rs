@@ -92,6 +92,12 @@ impl AdamW {
 
     /// Writes the moments as `m.<var>` / `v.<var>` and the step count as `t` to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
+        attnlab_model::files::write_file(path, &self.to_bytes()?)?;
+        Ok(())
+    }
+
+    /// The state [`AdamW::save`] writes, as safetensors bytes (`m.<var>`, `v.<var>`, `t`).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for s in &self.slots {
             tensors.insert(format!("m.{}", s.name), s.m.clone());
@@ -99,14 +105,15 @@ impl AdamW {
         }
         let device = self.slots.first().map(|s| s.m.device().clone()).unwrap_or(candle_core::Device::Cpu);
         tensors.insert("t".to_string(), Tensor::new(&[self.t as u32], &device)?);
-        candle_core::safetensors::save(&tensors, path).with_context(|| format!("writing {}", path.display()))
+        Ok(attnlab_model::files::safetensors_bytes(&tensors)?)
     }
 
     /// Restores the state written by [`AdamW::save`]; every variable must have its moments.
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let device = self.slots.first().map(|s| s.m.device().clone()).unwrap_or(candle_core::Device::Cpu);
-        let mut tensors = candle_core::safetensors::load(path, &device)
-            .with_context(|| format!("reading optimizer state {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("{} could not be read", path.display()))?;
+        let mut tensors = candle_core::safetensors::load_buffer(&bytes, &device)
+            .with_context(|| format!("{} is truncated or corrupt", path.display()))?;
         for s in &mut self.slots {
             for (key, dst) in [(format!("m.{}", s.name), &mut s.m), (format!("v.{}", s.name), &mut s.v)] {
                 let t =

@@ -38,7 +38,9 @@ pub fn resume_changes(
     dir: &Path,
     allow: bool,
 ) -> Result<Vec<String>> {
-    if saved.model != run.model {
+    // Configs saved before defaults were written out (`power`, `attn_scale` unset) mean the
+    // defaults of today's version: compare them resolved.
+    if saved.model.resolved() != run.model.resolved() {
         bail!(
             "cannot resume {}: its model config differs from this one\n  run:    {}\n  config: {}",
             dir.display(),

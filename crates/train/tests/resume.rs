@@ -118,7 +118,7 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() -> anyhow::Result<()> {
     let dir = tmp.path().join("nan");
     let err = train_task(run, task, &dir, &opts).expect_err("NaN must stop the run");
     let msg = format!("{err:#}");
-    assert!(msg.contains("NaN") && msg.contains("step 8") && msg.contains("last good checkpoint"), "{msg}");
+    assert!(msg.contains("NaN") && msg.contains("step 8") && msg.contains("best validation loss"), "{msg}");
     let state: rundir::TrainerState = rundir::read_json(&dir.join("last").join(rundir::STATE_FILE))?;
     assert_eq!(state.step, 5, "the checkpoint of step 5 (ckpt_interval 5) stays");
     attnlab_model::Checkpoint::load(dir.join("last"), &Device::Cpu)?;

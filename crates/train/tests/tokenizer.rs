@@ -3,6 +3,8 @@
 
 use crate::common;
 
+use std::str::FromStr;
+
 use attnlab_train::tasks::tokenizer::TextTokenizer;
 
 const SAMPLE: &str = "Hello, world!\nA line with  two spaces,\ttabs, and ünïcödé — ok?\n\n";
@@ -11,7 +13,8 @@ const SAMPLE: &str = "Hello, world!\nA line with  two spaces,\ttabs, and ünïc�
 fn char_level_round_trip_and_reload() -> anyhow::Result<()> {
     let tok = TextTokenizer::char_level(SAMPLE)?;
     let distinct: std::collections::BTreeSet<char> = SAMPLE.chars().collect();
-    assert_eq!(tok.vocab_size(), distinct.len());
+    // The characters, then the declared unknown token.
+    assert_eq!(tok.vocab_size(), distinct.len() + 1);
     let ids = tok.encode(SAMPLE)?;
     assert_eq!(ids.len(), SAMPLE.chars().count());
     assert_eq!(tok.decode(&ids)?, SAMPLE);
@@ -26,6 +29,21 @@ fn char_level_round_trip_and_reload() -> anyhow::Result<()> {
     assert!(json.contains("\"WordLevel\"") && json.contains("\"Fuse\""));
     let unknown = tok.encode("xyz#").expect_err("unknown characters are errors");
     assert!(format!("{unknown:#}").contains("not in the vocabulary"));
+    Ok(())
+}
+
+/// Case 51: the declared unknown token exists, so the Hugging Face tokenizer (what Python's
+/// `Tokenizer.from_file` runs) encodes an unseen character to it, and it is never sampled.
+#[test]
+fn char_level_unknown_token_exists_and_is_never_sampled() -> anyhow::Result<()> {
+    let tok = TextTokenizer::char_level("abc")?;
+    let json: serde_json::Value = serde_json::from_str(&tok.to_json()?)?;
+    let unk = json["model"]["unk_token"].as_str().expect("an unk_token is declared");
+    assert_eq!(json["model"]["vocab"][unk], 3, "declared and in the vocabulary, after the characters");
+    let reloaded = tokenizers::Tokenizer::from_str(&tok.to_json()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let enc = reloaded.encode("café", false).map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(enc.get_ids(), &[2, 0, 3, 3], "c a f é: f and é are unseen");
+    assert_eq!(tok.decodable_ids(4), vec![true, true, true, false], "the sampler never draws <unk>");
     Ok(())
 }
 

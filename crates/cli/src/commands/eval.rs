@@ -25,6 +25,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--baseline {}: {e}", args.baseline))?;
     let options = attnlab_eval::ReportOptions { baseline: baseline.name().to_string(), ..Default::default() };
     let report = attnlab_eval::write_report_with(&args.runs, &args.out, &options)?;
+    for u in &report.unreadable {
+        eprintln!("warning: {} (left out of the report)", u.line());
+    }
     println!(
         "report of {} runs in {} task group(s): {}",
         report.n_runs,

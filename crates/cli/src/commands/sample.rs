@@ -1,10 +1,11 @@
 //! `attnlab sample RUN [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use attnlab_model::checkpoint::TOKENIZER_FILE;
-use attnlab_model::{Checkpoint, Sampling, generate_masked};
+use attnlab_model::{Checkpoint, Sampling, generate_streaming};
 use attnlab_train::RunDir;
 use attnlab_train::tasks::tokenizer::TextTokenizer;
 use candle_core::Device;
@@ -37,9 +38,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let device = Device::cuda_if_available(0)?;
     // A run directory's checkpoint, else the argument itself (a checkpoint directory or hub:).
     let target = RunDir::new(&args.run).checkpoint_dir().unwrap_or_else(|| args.run.clone());
-    let ckpt =
-        Checkpoint::load(&target, &device).with_context(|| format!("loading {}", args.run.display()))?;
-    ckpt.ensure_finite()?;
+    let ckpt = Checkpoint::open(&target, &device)?;
     let tokenizer = load_tokenizer(&ckpt.dir)?;
     let gpt = ckpt.model.as_gpt().context("sampling needs a GPT checkpoint")?;
     let prompt_text = args.prompt.clone().unwrap_or_else(|| "\n".to_string());
@@ -60,8 +59,26 @@ pub fn run(args: SampleArgs) -> Result<()> {
         seed: args.seed,
     };
     let allowed = tokenizer.decodable_ids(gpt.config().vocab_size);
-    let ids = generate_masked(gpt, &prompt, args.tokens, &sampling, &allowed).context("generating")?;
-    println!("{prompt_text}{}", tokenizer.decode(&ids)?);
+    // Printed as generated: a long --tokens shows progress, and Ctrl-C keeps what was printed.
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{prompt_text}").and_then(|()| stdout.flush()).context("writing to stdout")?;
+    let (mut ids, mut printed) = (Vec::with_capacity(args.tokens), String::new());
+    generate_streaming(gpt, &prompt, args.tokens, &sampling, &allowed, |id| {
+        ids.push(id);
+        let text = tokenizer.decode(&ids).map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        // Byte-level BPE: a character split over tokens decodes as U+FFFD until it is whole.
+        if let Some(new) = text.strip_prefix(printed.as_str()) {
+            let whole = new.trim_end_matches('\u{FFFD}');
+            write!(stdout, "{whole}").and_then(|()| stdout.flush()).map_err(candle_core::Error::wrap)?;
+            printed.push_str(whole);
+        }
+        Ok(())
+    })
+    .context("generating")?;
+    // Whatever a last split character left unprinted, and the final newline.
+    let text = tokenizer.decode(&ids)?;
+    let rest = text.strip_prefix(printed.as_str()).unwrap_or("");
+    writeln!(stdout, "{rest}").context("writing to stdout")?;
     Ok(())
 }
 

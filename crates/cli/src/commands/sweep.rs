@@ -44,6 +44,10 @@ pub struct SweepArgs {
     /// Train runs with a recorded failure again (by default they are reported as failed).
     #[arg(long)]
     pub retry_failed: bool,
+    /// Keep finished runs trained on other inputs (an edited corpus or tokenizer) than the
+    /// sweep's files now; by default the sweep refuses to start, naming them.
+    #[arg(long)]
+    pub keep_stale: bool,
 }
 
 /// Expands the grid, trains what has not finished, writes the report; exits non-zero naming
@@ -80,6 +84,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         executor: Executor::Children { exe, jobs: args.jobs, threads },
         shard,
         retry: RetryPolicy { retry_failed: args.retry_failed },
+        keep_stale: args.keep_stale,
     };
     let start = Instant::now();
     let result = sweep::run_sweep(&runs, &out, &opts)?;

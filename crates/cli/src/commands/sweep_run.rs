@@ -26,6 +26,7 @@ pub struct SweepRunArgs {
 /// Trains the planned run and prints its outcome.
 pub fn run(args: SweepRunArgs) -> Result<()> {
     interrupt::install_handler()?;
+    attnlab_train::sweep::jobs::die_with_sweep()?;
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).context("reading the run's plan from stdin")?;
     let record: PlannedRecord = serde_json::from_str(&text).context("parsing the run's plan (stdin)")?;

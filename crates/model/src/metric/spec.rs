@@ -4,7 +4,7 @@ use candle_core::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::MetricKind;
-use super::table::HeadParam;
+use super::table::{HeadParam, Input};
 
 fn default_eps() -> f64 {
     1e-3
@@ -81,6 +81,22 @@ impl MetricSpec {
     /// The power p: the configured one, else the metric's default.
     pub fn power(&self) -> f64 {
         self.power.unwrap_or_else(|| self.metric.default_power())
+    }
+
+    /// The spec with every default the metric reads written out, so that a saved config means
+    /// the same model under a later version whose defaults differ: `power` for the metrics
+    /// whose score is a power of the distance ([`Input::DistPow`]: the metric's default p), and
+    /// `attn_scale` for the metrics with a score scale ([`HeadParam::Scale`]: `default_scale`,
+    /// the model's `1/sqrt(d)`). `eps`, `delta` and `temperature` always carry a value.
+    pub fn resolved(&self, default_scale: f64) -> Self {
+        let mut out = self.clone();
+        if self.metric.input() == Input::DistPow {
+            out.power = Some(self.power());
+        }
+        if self.metric.head_param() == HeadParam::Scale {
+            out.attn_scale = Some(self.attn_scale.unwrap_or(default_scale));
+        }
+        out
     }
 
     /// Rejects parameters that make no sense, naming the field.

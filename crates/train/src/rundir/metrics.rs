@@ -129,15 +129,35 @@ pub fn read_metrics(run_dir: &Path) -> Result<Vec<MetricLine>> {
 }
 
 /// Drops lines of `metrics.jsonl` whose step is beyond `step` (written after the checkpoint a
-/// run resumes from), rewriting the file atomically; returns the kept lines.
+/// run resumes from) and a cut-off last line, rewriting the file atomically; returns the kept
+/// lines. The kept lines are copied as text, byte for byte: a number is never parsed and
+/// printed again (which could change its last digit).
 pub fn truncate_metrics(run_dir: &Path, step: usize) -> Result<Vec<MetricLine>> {
-    let lines = read_metrics(run_dir)?;
-    let kept: Vec<MetricLine> = lines.into_iter().filter(|l| l.step <= step).collect();
-    let mut text = String::new();
-    for l in &kept {
-        text.push_str(&serde_json::to_string(l)?);
-        text.push('\n');
+    let path = run_dir.join(METRICS_FILE);
+    let text = match path.exists() {
+        true => fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+        false => String::new(),
+    };
+    let (mut kept, mut kept_text) = (Vec::new(), String::new());
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let line = raw.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: std::result::Result<MetricLine, _> = serde_json::from_str(line);
+        match parsed {
+            Ok(m) if m.step <= step => {
+                kept.push(m);
+                kept_text.push_str(line);
+                kept_text.push('\n');
+            }
+            Ok(_) => {}
+            Err(e) if !raw.ends_with('\n') => {
+                tracing::warn!("{}: dropping cut-off last line: {e}", path.display())
+            }
+            Err(e) => bail!("{}: line {}: {e}", path.display(), i + 1),
+        }
     }
-    write_atomic(&run_dir.join(METRICS_FILE), text.as_bytes())?;
+    write_atomic(&path, kept_text.as_bytes())?;
     Ok(kept)
 }

@@ -133,10 +133,11 @@ impl RunDir {
 
     /// The checkpoint that represents the run (for analysis, sampling, augmentation): `last/`
     /// (or its old copy after a crash mid-save, see [`checkpoint::resolve_dir`]), else `best/`;
-    /// only a directory holding both `config.json` and `model.safetensors` counts. A checkpoint
-    /// directory given as `root` is itself.
+    /// only a directory holding both `config.json` and `model.safetensors` counts (whether or
+    /// not they can be read: a broken `last/` is reported by its reader, never skipped for
+    /// `best/`). A checkpoint directory given as `root` is itself.
     pub fn checkpoint_dir(&self) -> Option<PathBuf> {
-        let complete = |d: &PathBuf| d.join(MODEL_FILE).is_file() && d.join(CONFIG_FILE).is_file();
+        let complete = |d: &PathBuf| d.join(MODEL_FILE).exists() && d.join(CONFIG_FILE).is_file();
         let last = checkpoint::resolve_dir(&self.root).ok().filter(complete);
         last.or_else(|| Some(self.best_dir()).filter(complete))
     }

@@ -45,6 +45,9 @@ pub struct SweepOptions {
     pub shard: Shard,
     /// Whether recorded failures are tried again.
     pub retry: RetryPolicy,
+    /// Keep finished runs trained on other inputs than the sweep's files now (by default the
+    /// sweep refuses to start, naming them; see [`super::stale`]).
+    pub keep_stale: bool,
 }
 
 /// What a sweep did.
@@ -88,6 +91,23 @@ pub fn run_sweep(runs: &[PlannedRun], out: &Path, opts: &SweepOptions) -> Result
     for run in &selected {
         record::preflight(run, &run.dir(out))?;
     }
+    let stale = super::stale::stale_runs(&selected, out)?;
+    if !stale.is_empty() {
+        let lines: Vec<String> = stale.iter().map(super::stale::StaleRun::line).collect();
+        if !opts.keep_stale {
+            anyhow::bail!(
+                "{} finished run(s) were trained on other inputs than the sweep's files now:\n  {}\n\
+                 delete them to train them again on the new inputs, or pass --keep-stale to keep them as they are",
+                stale.len(),
+                lines.join("\n  ")
+            )
+        }
+        tracing::warn!(
+            "keeping {} run(s) trained on other inputs (--keep-stale): {}",
+            stale.len(),
+            lines.join("; ")
+        );
+    }
     let dir = runs_dir(out);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     write_plan(runs, out)?;
@@ -106,11 +126,7 @@ fn write_plan(runs: &[PlannedRun], out: &Path) -> Result<()> {
         .iter()
         .map(|r| serde_json::json!({"name": r.name, "base": r.base, "grid": r.grid, "dir": r.dir(out)}))
         .collect();
-    let path = out.join(crate::outputs::SWEEP_FILE);
-    let tmp = out.join(format!(".{}.{}.tmp", crate::outputs::SWEEP_FILE, std::process::id()));
-    fs::write(&tmp, serde_json::to_vec_pretty(&plan)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    rundir::write_atomic(&out.join(crate::outputs::SWEEP_FILE), &serde_json::to_vec_pretty(&plan)?)
 }
 
 fn in_process(
@@ -249,6 +265,7 @@ impl Children<'_> {
             .arg("sweep-run")
             .arg(&dir)
             .args(self.retry.retry_failed.then_some("--retry-failed"))
+            .env(SWEEP_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -261,7 +278,7 @@ impl Children<'_> {
         Ok(Job { run, child, log })
     }
 
-    /// The outcome a finished job printed; `None` when it stopped on request (exit 130). A job
+    /// The outcome a finished job printed; `None` when it stopped on request (exit 130 or 143). A job
     /// that died without an outcome (a crash, killed for memory) is recorded as failed.
     fn collect(&self, mut job: Job, status: std::process::ExitStatus) -> Result<(String, Option<Outcome>)> {
         let name = job.run.name.clone();
@@ -272,7 +289,8 @@ impl Children<'_> {
         if let Ok(outcome) = serde_json::from_str::<Outcome>(stdout.trim()) {
             return Ok((name, Some(outcome)));
         }
-        if status.code() == Some(130) {
+        // Stopped on request: Ctrl-C (130) or SIGTERM (143, the parent-death signal included).
+        if matches!(status.code(), Some(130 | 143)) {
             return Ok((name, None));
         }
         let tail = fs::read_to_string(&job.log).unwrap_or_default();
@@ -289,6 +307,33 @@ impl Children<'_> {
         let failure = Failure::record(&name, &dir, &why)?;
         Ok((name, Some(Outcome::Failed { failure })))
     }
+}
+
+/// Environment variable through which a sweep tells its jobs its process id (see
+/// [`die_with_sweep`]).
+pub const SWEEP_PID_ENV: &str = "ATTNLAB_SWEEP_PID";
+
+/// In a sweep's job (`attnlab sweep-run`): asks the kernel to send this process SIGTERM when the
+/// sweep that started it dies, however it dies (`kill -9`, the out-of-memory killer):
+/// `prctl(PR_SET_PDEATHSIG)` on Linux, through `nix`. SIGTERM makes the job save its checkpoint
+/// and stop, as `scancel` does, so a killed sweep leaves no orphan training. Errors when the
+/// sweep is already gone. Does nothing outside a sweep (no [`SWEEP_PID_ENV`]) or off Linux.
+pub fn die_with_sweep() -> Result<()> {
+    let Some(sweep) = std::env::var(SWEEP_PID_ENV).ok().and_then(|v| v.parse::<i32>().ok()) else {
+        return Ok(());
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::signal::Signal;
+        nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).context("prctl(PR_SET_PDEATHSIG)")?;
+        // The sweep may have died before the call: then this process has another parent already.
+        if nix::unistd::getppid().as_raw() != sweep {
+            anyhow::bail!("the sweep that started this job (pid {sweep}) is gone: not training")
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = sweep;
+    Ok(())
 }
 
 /// Asks a child to save and stop, as Ctrl-C does (SIGINT; the child's handler sets its flag).

@@ -20,7 +20,7 @@
 //! the sweep goes on with the others.
 //!
 //! Modules: [`plan`] (expansion), [`naming`] (safe, distinct directory names), [`shard`]
-//! (stable assignment to shards), [`record`] (the sweep's
+//! (stable assignment to shards), [`stale`] (finished runs trained on other inputs), [`record`] (the sweep's
 //! files in a run directory), [`one`] (training one planned run), [`jobs`] (the scheduler),
 //! [`progress`] (what the user sees while it runs). A run is claimed with the one run-directory
 //! lock, [`crate::lock::RunLock`], and trained under it.
@@ -32,6 +32,7 @@ pub mod plan;
 pub mod progress;
 pub mod record;
 pub mod shard;
+pub mod stale;
 
 use std::path::{Path, PathBuf};
 

@@ -51,8 +51,7 @@ pub fn augment_run(
 ) -> Result<AugmentReport> {
     let device = Device::Cpu;
     check_output(out, &[run], Writer::Augment)?;
-    let ckpt = Checkpoint::load(run, &device).with_context(|| format!("loading {}", run.display()))?;
-    ckpt.ensure_finite()?;
+    let ckpt = Checkpoint::open(run, &device)?;
     let Some(net) = ckpt.model.as_prototype() else {
         bail!(
             "augmentation needs a prototype-network run, but {} holds a `{}` model",

@@ -110,6 +110,8 @@ pub fn build_task(run: &RunConfig, env: &TaskEnv) -> Result<(RunConfig, Box<dyn 
     let mut resolved = run.clone();
     task.configure_model(&mut resolved.model)?;
     resolved.model.validate()?;
+    // Every default written out: a later change of a default cannot change this run.
+    resolved.model = resolved.model.resolved();
     Ok((resolved, task))
 }
 

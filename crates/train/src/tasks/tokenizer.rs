@@ -4,7 +4,9 @@
 //!
 //! The character tokenizer is a `WordLevel` model whose vocabulary is the corpus's characters,
 //! a `Split` pre-tokenizer that isolates every character (`[\s\S]`), and a `Fuse` decoder
-//! that joins the pieces without spaces.
+//! that joins the pieces without spaces. Its declared unknown token [`UNK_TOKEN`] is in the
+//! vocabulary, after the characters (so other programs encode unseen characters to it), and is
+//! never sampled (see [`TextTokenizer::decodable_ids`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -16,6 +18,9 @@ use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+/// The unknown token of the character-level tokenizer: the id after the corpus's characters.
+pub const UNK_TOKEN: &str = "<unk>";
 
 /// A tokenizer with a fast path for the character level.
 ///
@@ -33,14 +38,18 @@ pub struct TextTokenizer {
     to_user: HashMap<u32, u32>,
     /// The file's id -> loader id (inverse of `to_user`).
     from_user: HashMap<u32, u32>,
+    /// The id of a character-level tokenizer's unknown token, when its vocabulary has it.
+    unk: Option<u32>,
 }
 
 impl TextTokenizer {
-    /// A character-level tokenizer over the distinct characters of `text` (sorted).
+    /// A character-level tokenizer over the distinct characters of `text` (sorted, ids 0..n),
+    /// with [`UNK_TOKEN`] as id n.
     pub fn char_level(text: &str) -> Result<Self> {
         let set: BTreeSet<char> = text.chars().collect();
-        let vocab: serde_json::Map<String, serde_json::Value> =
+        let mut vocab: serde_json::Map<String, serde_json::Value> =
             set.iter().enumerate().map(|(i, c)| (c.to_string(), serde_json::Value::from(i))).collect();
+        vocab.insert(UNK_TOKEN.to_string(), serde_json::Value::from(set.len()));
         let json = serde_json::json!({
             "version": "1.0",
             "truncation": null,
@@ -50,7 +59,7 @@ impl TextTokenizer {
             "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "[\\s\\S]"}, "behavior": "Isolated", "invert": false},
             "post_processor": null,
             "decoder": {"type": "Fuse"},
-            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": UNK_TOKEN}
         });
         Self::from_json(&json.to_string())
     }
@@ -104,7 +113,8 @@ impl TextTokenizer {
         };
         let chars = char_vocab(&inner);
         let (to_user, from_user) = added_id_map(json, &inner)?;
-        Ok(Self { inner, chars, json: json.to_string(), to_user, from_user })
+        let unk = chars.as_ref().and_then(|_| inner.token_to_id(UNK_TOKEN));
+        Ok(Self { inner, chars, json: json.to_string(), to_user, from_user, unk })
     }
 
     /// Number of ids a model needs: the largest id + 1 (ids may have holes).
@@ -114,13 +124,17 @@ impl TextTokenizer {
     }
 
     /// For each id below `n`, whether the tokenizer can decode it (holes and ids past the
-    /// vocabulary cannot be): the mask a sampler applies so no such id reaches the text.
+    /// vocabulary cannot be, nor the character level's unknown token): the mask a sampler
+    /// applies so no such id reaches the text.
     pub fn decodable_ids(&self, n: usize) -> Vec<bool> {
         let mut mask = vec![false; n];
         for id in self.inner.get_vocab(true).into_values().map(|id| self.user_id(id)) {
             if let Some(slot) = mask.get_mut(id as usize) {
                 *slot = true;
             }
+        }
+        if let Some(slot) = self.unk.and_then(|id| mask.get_mut(id as usize)) {
+            *slot = false;
         }
         mask
     }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use attnlab_eval::screen::Unreadable;
 use attnlab_eval::unfinished::{self, Unfinished};
 use attnlab_train::sweep::{self, Failure, Outcome, PlannedRun, RunState};
 
@@ -30,15 +31,24 @@ pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
         }
     }
     let report_dir = sweep::report_dir(out);
-    if !finished.is_empty() {
+    // A finished run whose checkpoint cannot be read is not counted as finished.
+    let screened = attnlab_eval::screen::load_runs(&finished)?;
+    let readable: Vec<PathBuf> = screened.runs.iter().map(|r| r.dir.clone()).collect();
+    if !readable.is_empty() {
         let options = attnlab_eval::ReportOptions { sweep_report: true, stopped, ..Default::default() };
-        attnlab_eval::write_report_with(&finished, &report_dir, &options)?;
+        attnlab_eval::write_report_with(&readable, &report_dir, &options)?;
     }
-    unfinished::write(&report_dir, &missing, finished.is_empty())?;
-    println!("report of {} finished run(s): {}", finished.len(), report_dir.join("report.md").display());
-    if !missing.is_empty() {
-        let lines: Vec<String> = missing.iter().map(Unfinished::line).collect();
-        bail!("{} of {} planned runs did not finish:\n  {}", missing.len(), runs.len(), lines.join("\n  "))
+    unfinished::write(&report_dir, &missing, &screened.unreadable, readable.is_empty())?;
+    println!("report of {} finished run(s): {}", readable.len(), report_dir.join("report.md").display());
+    let mut lines: Vec<String> = missing.iter().map(Unfinished::line).collect();
+    lines.extend(screened.unreadable.iter().map(Unreadable::line));
+    if !lines.is_empty() {
+        bail!(
+            "{} of {} planned runs did not finish or could not be read:\n  {}",
+            lines.len(),
+            runs.len(),
+            lines.join("\n  ")
+        )
     }
     Ok(())
 }
