@@ -1,64 +1,44 @@
-//! The quantities compared with the baseline in each task group, and the tables of those
-//! comparisons (see [`crate::stats::compare`]).
+//! The tables of a task group's comparisons with the baseline: one per compared row of the
+//! quantity table ([`crate::quantity`]), see [`crate::stats::compare`].
 
 use crate::group::TaskGroup;
-use attnlab_train::tasks::Column;
-
 use crate::numbers::Numbers;
+use crate::quantity::Quantity;
 use crate::stats::compare::{Arm, ComparisonTable, comparison_table};
 
-/// A compared quantity: key into a run's numbers, header, decimals.
-pub type Quantity = (String, String, usize);
-
-/// Geometry quantities compared across metrics: key, header, decimals.
-pub const GEOMETRY_QUANTITIES: [(&str, &str, usize); 7] = [
-    ("geometry.key_norm_cv", "key-norm CV", 3),
-    ("geometry.tv_to_dot", "TV to dot (same effective scale)", 3),
-    ("geometry.entropy_ratio", "entropy / uniform entropy", 3),
-    ("geometry.sink_mass", "attention-sink mass", 3),
-    ("geometry.unselected_keys", "unselected keys", 3),
-    ("geometry.max_logit", "max |score|", 2),
-    ("geometry.mean_distance", "mean attention distance", 2),
-];
-
-/// The quantities of a task group: the columns its task declares except step count and wall
-/// time, then the geometry quantities.
-pub fn quantities(columns: &[Column]) -> Vec<Quantity> {
-    let mut out: Vec<Quantity> = columns
-        .iter()
-        .filter(|c| !matches!(c.key, "steps" | "wall_s"))
-        .map(|c| (c.key.to_string(), c.header.to_string(), c.digits.max(3)))
-        .collect();
-    out.extend(GEOMETRY_QUANTITIES.iter().map(|(k, h, d)| (k.to_string(), h.to_string(), *d)));
-    out
-}
-
-/// One table per quantity: each seed group against its baseline (`baselines[i]`, see
-/// [`crate::baseline::baselines`]); `numbers[i]` and `names[i]` are the runs of seed group `i`.
+/// One table per compared quantity (a row with a margin): each seed group against its baseline
+/// (`baselines[i]`, see [`crate::baseline::baselines`]); `numbers[i]`, `names[i]` and
+/// `seeds[i]` are the runs of seed group `i`. Quantities no run has are left out.
 pub fn tables(
     group: &TaskGroup,
     baselines: &[Option<usize>],
     numbers: &[Vec<Numbers>],
     names: &[Vec<String>],
+    seeds: &[Vec<Option<u64>>],
     quantities: &[Quantity],
 ) -> Vec<ComparisonTable> {
     let arm = |i: usize, key: &str| {
-        let (runs, values): (Vec<String>, Vec<f64>) = names[i]
-            .iter()
-            .zip(&numbers[i])
-            .filter_map(|(n, nums)| Some((n.clone(), *nums.get(key)?)))
-            .unzip();
-        Arm { label: group.seed_groups[i].label.clone(), runs, values }
+        let mut arm =
+            Arm { label: group.seed_groups[i].label.clone(), runs: vec![], seeds: vec![], values: vec![] };
+        for ((n, nums), seed) in names[i].iter().zip(&numbers[i]).zip(&seeds[i]) {
+            if let Some(v) = nums.get(key) {
+                arm.runs.push(n.clone());
+                arm.seeds.push(*seed);
+                arm.values.push(*v);
+            }
+        }
+        arm
     };
     quantities
         .iter()
-        .filter_map(|(key, header, _)| {
+        .filter(|q| q.compared())
+        .filter_map(|q| {
             let pairs: Vec<(Arm, Arm)> = baselines
                 .iter()
                 .enumerate()
-                .filter_map(|(i, b)| Some((arm(i, key), arm((*b)?, key))))
+                .filter_map(|(i, b)| Some((arm(i, q.key), arm((*b)?, q.key))))
                 .collect();
-            let table = comparison_table(key, header, &pairs);
+            let table = comparison_table(q, &pairs);
             (!table.rows.is_empty()).then_some(table)
         })
         .collect()

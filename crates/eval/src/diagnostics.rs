@@ -10,6 +10,8 @@
 //!   "On the expressivity role of LayerNorm in Transformers' attention");
 //! - the scale of the dot-product attention a metric is compared with (see [`dot_reference_scale`]).
 //!
+//! Their per-run numbers (means and shares over heads) are rows of [`crate::quantity::GEOMETRY`].
+//!
 //! Shapes: weights and scores `(b, h, tq, tk)`, masks `(tq, tk)` of zeros and `-inf`; results `(h,)`.
 
 use anyhow::{Result, bail};
@@ -37,9 +39,10 @@ pub fn uniform_entropy(visible: &[bool], tq: usize, tk: usize) -> f64 {
 }
 
 /// Dimensions `(b, h, tq, tk)`.
-type Dims4 = (usize, usize, usize, usize);
+pub(crate) type Dims4 = (usize, usize, usize, usize);
 
-fn rows(x: &Tensor) -> Result<(Dims4, Vec<f32>)> {
+/// A 4-D tensor copied out as `f32` with its dimensions.
+pub(crate) fn rows(x: &Tensor) -> Result<(Dims4, Vec<f32>)> {
     let dims = x.dims4()?;
     Ok((dims, x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
 }
@@ -124,28 +127,4 @@ pub fn dot_reference_scale(metric: &MetricLayer, power: f64, n_head: usize) -> R
         | MetricKind::Rbf => 1.0,
     };
     Ok(s.iter().map(|s| factor * s).collect())
-}
-
-/// A run's diagnostics as numbers for the tables and the tests over seeds (`geometry.*` keys):
-/// means over every layer and head, shares of heads, and the largest score.
-pub fn run_numbers(heads: &[crate::geometry::HeadGeometry]) -> Vec<(String, f64)> {
-    if heads.is_empty() {
-        return Vec::new();
-    }
-    let n = heads.len() as f64;
-    let mean = |f: fn(&crate::geometry::HeadGeometry) -> f64| heads.iter().map(f).sum::<f64>() / n;
-    let share =
-        |f: fn(&crate::geometry::HeadGeometry) -> bool| heads.iter().filter(|h| f(h)).count() as f64 / n;
-    let out = [
-        ("key_norm_cv", mean(|h| h.key_norm_cv)),
-        ("entropy_ratio", mean(|h| h.entropy_ratio())),
-        ("near_uniform_heads", share(|h| h.entropy_ratio() >= 1.0 - NEAR_UNIFORM)),
-        ("mean_distance", mean(|h| h.mean_distance)),
-        ("tv_to_dot", mean(|h| h.tv_to_dot)),
-        ("sink_mass", mean(|h| h.sink_mass)),
-        ("sink_heads", share(|h| h.sink_mass > SINK_THRESHOLD)),
-        ("unselected_keys", mean(|h| h.unselected_keys)),
-        ("max_logit", heads.iter().map(|h| h.max_logit).fold(0.0, f64::max)),
-    ];
-    out.into_iter().map(|(k, v)| (format!("geometry.{k}"), v)).collect()
 }

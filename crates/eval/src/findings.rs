@@ -6,80 +6,26 @@
 //! A difference is called significant only when its Holm-corrected p is below
 //! [`crate::stats::compare::ALPHA`]; otherwise the sentence says "no significant difference".
 
-use serde::Serialize;
+use attnlab_train::tasks::report::Question;
 
-use crate::report::{GroupReport, SeedGroupReport};
 use crate::stats::compare::{Comparison, ComparisonTable};
-use crate::stats::fmt_num;
+use crate::stats::{fmt_num, p_text};
+use crate::types::{Findings, GroupReport, SeedGroupReport, Statement};
 
 /// The sweep that answers every part.
 pub const ANSWER_SWEEP: &str = "configs/sweeps/answer.toml";
 
-/// One sentence and the runs behind it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Statement {
-    /// The sentence.
-    pub text: String,
-    /// Names of the runs its numbers come from.
-    pub runs: Vec<String>,
-}
-
-/// One part of the question.
-#[derive(Debug, Clone, Serialize)]
-pub struct Part {
-    /// The question.
-    pub title: String,
-    /// What the runs show.
-    pub statements: Vec<Statement>,
-    /// What they cannot show, and the sweep that would.
-    pub gaps: Vec<String>,
-}
-
-/// The four parts, in the question's order.
-#[derive(Debug, Clone, Serialize)]
-pub struct Findings {
-    /// Normalisation, geometry, dynamics, cost.
-    pub parts: Vec<Part>,
-}
-
-impl Findings {
-    /// The findings of the task groups' numbers against `baseline`.
-    pub fn of(groups: &[GroupReport], baseline: &str) -> Self {
-        Self {
-            parts: vec![
-                crate::findings_parts::normalisation(groups, baseline),
-                crate::findings_parts::geometry(groups),
-                crate::findings_parts::dynamics(groups),
-                crate::findings_parts::cost(groups, baseline),
-            ],
-        }
+/// The findings of the task groups' numbers against `baseline`: normalisation, geometry,
+/// dynamics, cost.
+pub fn findings(groups: &[GroupReport], baseline: &str) -> Findings {
+    Findings {
+        parts: vec![
+            crate::findings_parts::normalisation(groups, baseline),
+            crate::findings_parts::geometry(groups),
+            crate::findings_parts::dynamics(groups),
+            crate::findings_parts::cost(groups, baseline),
+        ],
     }
-
-    /// The findings as Markdown (the opening section of `report.md`).
-    pub fn markdown(&self) -> String {
-        let mut s = String::from("## Findings\n\n");
-        s += "Differences are mean over seeds minus the baseline's, with a 95% Welch interval; \
-              *significant* means Holm-corrected p < 0.05 across the configurations of one quantity.\n\n";
-        for (i, p) in self.parts.iter().enumerate() {
-            s += &format!("### {}. {}\n\n", i + 1, p.title);
-            for st in &p.statements {
-                s += &format!("- {}\n", st.text);
-            }
-            for g in &p.gaps {
-                s += &format!("- *Not answered here:* {g}\n");
-            }
-            if p.statements.is_empty() && p.gaps.is_empty() {
-                s += "- Nothing in these runs bears on this part.\n";
-            }
-            s += "\n";
-        }
-        s
-    }
-}
-
-/// A p-value as text (`< 0.001` below that).
-pub fn p_text(p: f64) -> String {
-    if p < 0.001 { "< 0.001".into() } else { format!("{p:.3}") }
 }
 
 /// How one comparison reads: `no significant difference (+0.01 [-0.02, +0.04], Welch p 0.41,
@@ -160,6 +106,11 @@ pub fn table_runs(t: &ComparisonTable) -> Vec<String> {
 /// The group's table of `key`, if any.
 pub fn table<'a>(g: &'a GroupReport, key: &str) -> Option<&'a ComparisonTable> {
     g.comparisons.iter().find(|t| t.key == key)
+}
+
+/// The group's tables whose quantity informs `question`, in table order.
+pub fn tables_for(g: &GroupReport, question: Question) -> impl Iterator<Item = &ComparisonTable> {
+    g.comparisons.iter().filter(move |t| t.quantity.question == Some(question))
 }
 
 /// `0.123 ± 0.004` of a seed group's number, or `-`.

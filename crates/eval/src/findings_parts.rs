@@ -1,10 +1,13 @@
 //! The four parts of the findings (see [`crate::findings`]), each from the task groups' tables.
 
+use attnlab_train::tasks::report::{FINAL_VAL_LOSS, Question, Unit};
+
 use crate::dynamics::lr_text;
 use crate::findings::{
-    ANSWER_SWEEP, Part, Statement, mean_text, num, table, table_runs, table_statement, verdict,
+    ANSWER_SWEEP, mean_text, num, table, table_runs, table_statement, tables_for, verdict,
 };
-use crate::report::GroupReport;
+use crate::quantity::{KEY_NORM_CV, NEAR_UNIFORM_HEADS, TV_TO_DOT};
+use crate::types::{GroupReport, Part, Statement};
 
 /// Part 1: does normalisation make distance and dot attention the same? Per placement present:
 /// key-norm dispersion and TV to dot of the `neg_sq_euclid` runs, and their loss difference.
@@ -14,20 +17,18 @@ pub fn normalisation(groups: &[GroupReport], baseline: &str) -> Part {
     for g in groups {
         for sg in g.seed_groups.iter().filter(|sg| sg.metric == "neg_sq_euclid") {
             placements.push(sg.placement.clone());
-            let loss = table(g, "final_val_loss")
-                .and_then(|t| t.rows.iter().find(|c| c.label == sg.label))
-                .map_or_else(
-                    || format!("no `{baseline}` run with these settings to compare with"),
-                    |c| format!("final val loss vs {}: {}", c.baseline, verdict(c, 4)),
-                );
-            let tv = sg.numbers.get("geometry.tv_to_dot");
+            let loss_table = table(g, FINAL_VAL_LOSS);
+            let row = loss_table.and_then(|t| t.rows.iter().find(|c| c.label == sg.label).map(|c| (t, c)));
+            let loss = row.map_or_else(
+                || format!("no `{baseline}` run with these settings to compare with"),
+                |(t, c)| format!("final val loss vs {}: {}", c.baseline, verdict(c, t.quantity.diff_digits)),
+            );
+            let tv = sg.numbers.get(TV_TO_DOT);
             let same = tv.map_or(String::new(), |m| {
                 if m.mean < 0.01 { " (the two attentions coincide)".into() } else { String::new() }
             });
             let mut runs = sg.runs.clone();
-            if let Some(c) =
-                table(g, "final_val_loss").and_then(|t| t.rows.iter().find(|c| c.label == sg.label))
-            {
+            if let Some((_, c)) = row {
                 runs.extend(c.baseline_runs.iter().cloned());
             }
             statements.push(Statement {
@@ -37,8 +38,8 @@ pub fn normalisation(groups: &[GroupReport], baseline: &str) -> Part {
                     g.id,
                     sg.label,
                     sg.placement,
-                    mean_text(sg, "geometry.key_norm_cv", 3),
-                    mean_text(sg, "geometry.tv_to_dot", 3),
+                    mean_text(sg, KEY_NORM_CV, 3),
+                    mean_text(sg, TV_TO_DOT, 3),
                 ),
                 runs,
             });
@@ -64,24 +65,16 @@ pub fn normalisation(groups: &[GroupReport], baseline: &str) -> Part {
 
 /// Part 2: statistical and geometric differences per metric.
 pub fn geometry(groups: &[GroupReport]) -> Part {
-    let keys = [
-        ("key_distances.median", 3),
-        ("geometry.entropy_ratio", 3),
-        ("geometry.sink_mass", 3),
-        ("geometry.unselected_keys", 3),
-    ];
     let mut statements = Vec::new();
     for g in groups {
-        for (key, digits) in keys {
-            if let Some(t) = table(g, key) {
-                statements.push(table_statement(g, t, digits));
-            }
+        for t in tables_for(g, Question::Geometry) {
+            statements.push(table_statement(g, t, t.quantity.diff_digits));
         }
         let flagged: Vec<String> = g
             .seed_groups
             .iter()
             .filter_map(|sg| {
-                let m = sg.numbers.get("geometry.near_uniform_heads")?;
+                let m = sg.numbers.get(NEAR_UNIFORM_HEADS)?;
                 (m.mean > 0.0).then(|| format!("{} {}%", sg.label, num(100.0 * m.mean, 0)))
             })
             .collect();
@@ -113,8 +106,11 @@ pub fn dynamics(groups: &[GroupReport]) -> Part {
     let mut statements = Vec::new();
     let (mut any_escape, mut any_lr) = (false, false);
     for g in groups {
-        if let Some(t) = table(g, "final_val_loss") {
-            statements.push(table_statement(g, t, 4));
+        // The losses first, then the dynamics the curves show, then the other quantities.
+        let (losses, others): (Vec<_>, Vec<_>) =
+            tables_for(g, Question::Dynamics).partition(|t| t.quantity.unit == Unit::Nats);
+        for t in losses {
+            statements.push(table_statement(g, t, t.quantity.diff_digits));
         }
         if !g.escapes.is_empty() {
             any_escape = true;
@@ -153,8 +149,8 @@ pub fn dynamics(groups: &[GroupReport]) -> Part {
                 runs: g.runs.iter().map(|x| x.name.clone()).collect(),
             });
         }
-        if let Some(t) = table(g, "geometry.max_logit") {
-            statements.push(table_statement(g, t, 2));
+        for t in others {
+            statements.push(table_statement(g, t, t.quantity.diff_digits));
         }
     }
     let mut gaps = Vec::new();
@@ -177,7 +173,11 @@ pub fn dynamics(groups: &[GroupReport]) -> Part {
 pub fn cost(groups: &[GroupReport], baseline: &str) -> Part {
     let mut statements = Vec::new();
     for g in groups {
-        if let Some(t) = table(g, "tokens_per_s") {
+        for t in tables_for(g, Question::Cost) {
+            if t.quantity.unit != Unit::ItemsPerSecond {
+                statements.push(table_statement(g, t, t.quantity.diff_digits));
+                continue;
+            }
             let ratios: Vec<String> = t
                 .rows
                 .iter()
@@ -185,13 +185,10 @@ pub fn cost(groups: &[GroupReport], baseline: &str) -> Part {
                 .map(|c| format!("{} {}x", c.label, num(c.mean / c.mean_base, 2)))
                 .collect();
             statements.push(Statement {
-                text: format!("`{}`, tokens/s relative to {baseline}: {}.", g.id, ratios.join(", ")),
+                text: format!("`{}`, {} relative to {baseline}: {}.", g.id, t.header, ratios.join(", ")),
                 runs: table_runs(t),
             });
-            statements.push(table_statement(g, t, 0));
-        }
-        if let Some(t) = table(g, "ms_per_step") {
-            statements.push(table_statement(g, t, 2));
+            statements.push(table_statement(g, t, t.quantity.diff_digits));
         }
     }
     let gaps = if statements.is_empty() {

@@ -19,7 +19,7 @@ use anyhow::{Result, bail};
 use attnlab_model::{Gpt, MetricKind, MetricLayer, MetricSpec, ParamStore, causal_mask};
 
 use crate::diagnostics::{
-    dot_reference_scale, max_abs_score, sink_mass, uniform_entropy, unselected_keys, visible,
+    dot_reference_scale, max_abs_score, rows, sink_mass, uniform_entropy, unselected_keys, visible,
 };
 use candle_core::{DType, Tensor};
 use serde::Serialize;
@@ -61,15 +61,6 @@ impl HeadGeometry {
     }
 }
 
-/// Dimensions `(b, h, tq, tk)`.
-type Dims4 = (usize, usize, usize, usize);
-
-/// A 4-D tensor copied out as `f32` with its dimensions.
-fn dims4(x: &Tensor) -> Result<(Dims4, Vec<f32>)> {
-    let dims = x.dims4()?;
-    Ok((dims, x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
-}
-
 /// Key-norm dispersion per head for keys `(b, h, t, d)`: mean over `b` of `std_t |k| / mean_t |k|`.
 pub fn key_norm_cv(k: &Tensor) -> Result<Vec<f64>> {
     let norms = k.to_dtype(DType::F64)?.sqr()?.sum_keepdim(3)?.sqrt()?.squeeze(3)?; // (b, h, t)
@@ -90,7 +81,7 @@ pub fn key_norm_cv(k: &Tensor) -> Result<Vec<f64>> {
 
 /// Mean of `f(row, i)` over every query row `i` of attention weights `(b, h, tq, tk)`, per head.
 fn per_head_row_mean(w: &Tensor, f: impl Fn(&[f32], usize) -> f64) -> Result<Vec<f64>> {
-    let ((b, h, tq, tk), data) = dims4(w)?;
+    let ((b, h, tq, tk), data) = rows(w)?;
     Ok((0..h)
         .map(|hh| {
             let mut sum = 0.0;

@@ -17,12 +17,14 @@ pub mod markdown;
 pub mod numbers;
 pub mod params;
 pub mod plot;
+pub mod quantity;
 pub mod report;
 pub mod run;
 pub mod screen;
 pub mod sections;
 pub mod stats;
 pub mod task_pictures;
+pub mod types;
 pub mod unfinished;
 
 pub use report::{Report, ReportOptions, write_report, write_report_with};

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use attnlab_train::tasks::Column;
 
 use crate::numbers::franke_baselines;
-use crate::report::{GroupReport, Report, per_layer_mean};
-use crate::stats::{MeanStd, fmt_num};
+use crate::stats::{MeanStd, fmt_num, per_layer_mean};
+use crate::types::{Findings, GroupReport, Report};
 
 /// Renders the whole report.
 pub fn render(report: &Report) -> String {
@@ -27,9 +27,31 @@ pub fn render(report: &Report) -> String {
     if !report.not_started.is_empty() {
         let _ = writeln!(s, "Not started (no metrics yet), left out: {}.\n", report.not_started.join(", "));
     }
-    s += &report.findings.markdown();
+    s += &findings(&report.findings);
     for g in &report.groups {
         group(&mut s, g);
+    }
+    s += &crate::screen::unreadable_section(&report.unreadable);
+    s
+}
+
+/// The findings (the opening section of `report.md`).
+fn findings(f: &Findings) -> String {
+    let mut s = String::from("## Findings\n\n");
+    s += "Differences are mean over seeds minus the baseline's, with a 95% Welch interval; \
+          *significant* means Holm-corrected p < 0.05 across the configurations of one quantity.\n\n";
+    for (i, p) in f.parts.iter().enumerate() {
+        s += &format!("### {}. {}\n\n", i + 1, p.title);
+        for st in &p.statements {
+            s += &format!("- {}\n", st.text);
+        }
+        for g in &p.gaps {
+            s += &format!("- *Not answered here:* {g}\n");
+        }
+        if p.statements.is_empty() && p.gaps.is_empty() {
+            s += "- Nothing in these runs bears on this part.\n";
+        }
+        s += "\n";
     }
     s
 }

@@ -1,14 +1,14 @@
 //! The numbers of one run, as a flat map from dotted keys to values: every number of
 //! `summary.json` (`franke.model.rms`, `val_accuracy`, ...), with the basic ones derived from
 //! `metrics.jsonl` when the run has no summary yet, and the columns its task derives (bits from
-//! nats).
+//! nats), as the quantity table says ([`crate::quantity`]).
 
 use std::collections::BTreeMap;
 
 use attnlab_train::tasks::nats_to_bits;
-use attnlab_train::tasks::report::Source;
 use serde_json::Value;
 
+use crate::quantity::Compute;
 use crate::run::{Run, Split};
 
 /// Dotted key -> value.
@@ -23,12 +23,12 @@ pub fn run_numbers(run: &Run) -> Numbers {
     for (key, value) in derived(run) {
         out.entry(key.to_string()).or_insert(value);
     }
-    for col in run.task_report().columns {
-        match col.source {
-            Source::Stored => {}
-            Source::BitsFromNats(nats) => {
+    for q in crate::quantity::table(&run.task_report().columns) {
+        match q.compute {
+            Compute::Stored | Compute::Heads { .. } => {}
+            Compute::BitsFromNats(nats) => {
                 if let Some(v) = out.get(nats).copied() {
-                    out.entry(col.key.into()).or_insert(nats_to_bits(v));
+                    out.entry(q.key.into()).or_insert(nats_to_bits(v));
                 }
             }
         }

@@ -1,46 +1,29 @@
-//! `attnlab eval`: reads runs, analyses them, and writes `report.json`, `report.md` and pictures.
+//! `attnlab eval`: the one orchestrator of the report, a one-way pipeline:
+//! read (screen and group the runs) → analyse (numbers, parameters, geometry per run) →
+//! compare (each seed group with its baseline, per quantity of the quantity table) → find
+//! ([`crate::findings`]) → render (`report.json`, [`crate::markdown`] for `report.md`, the
+//! pictures). The report's types are in [`crate::types`].
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use attnlab_train::TaskConfig;
-use attnlab_train::tasks::Column;
-use serde::Serialize;
+use attnlab_train::tasks::report::Margin;
 
-use crate::analysis::{GeometryReport, analyse_geometry, analyse_params};
+use crate::analysis::{analyse_geometry, analyse_params};
 use crate::baseline::{DEFAULT_BASELINE, baselines};
-use crate::comparisons::{quantities, tables};
-use crate::dynamics::{Escape, LrRange, Threshold, escapes, lr_ranges};
+use crate::comparisons::tables;
+use crate::dynamics::{Threshold, escapes, lr_ranges};
 use crate::figures::{LayerCurves, XAxis, geometry_chart, loss_curves};
-use crate::findings::Findings;
 use crate::group::{TaskGroup, group_runs};
 use crate::numbers::{Numbers, run_numbers};
-use crate::params::HeadParams;
+use crate::quantity::Quantity;
 use crate::run::Run;
 use crate::screen::Status;
-use crate::stats::MeanStd;
-use crate::stats::compare::ComparisonTable;
-
-/// The whole report, as written to `report.json`.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// Number of runs read (each directory once).
-    pub n_runs: usize,
-    /// Directories given more than once (counted once).
-    pub duplicates: Vec<String>,
-    /// Run directories with no metrics yet (left out).
-    pub not_started: Vec<String>,
-    /// Runs whose checkpoint could not be read (left out, never called diverged).
-    pub unreadable: Vec<crate::screen::Unreadable>,
-    /// The metric every configuration is compared with.
-    pub baseline: String,
-    /// What the runs say about each part of the question (see [`crate::findings`]).
-    pub findings: Findings,
-    /// One entry per task configuration.
-    pub groups: Vec<GroupReport>,
-}
+use crate::stats::{MeanStd, per_layer_mean};
+pub use crate::types::{Findings, GroupReport, Part, Report, RunReport, SeedGroupReport, Statement};
 
 /// Choices of the report.
 #[derive(Debug, Clone)]
@@ -54,83 +37,20 @@ pub struct ReportOptions {
     /// the learning-rate ranges (as diverged where their loss or recorded failure says so), never
     /// in the numbers, tables or pictures.
     pub stopped: Vec<PathBuf>,
+    /// Equivalence margins replacing the quantities' own, by quantity key (a sweep file's
+    /// `[margins]`); a key that names no compared quantity of the runs is an error.
+    pub margins: Vec<(String, Margin)>,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        Self { baseline: DEFAULT_BASELINE.to_string(), sweep_report: false, stopped: Vec::new() }
+        Self {
+            baseline: DEFAULT_BASELINE.to_string(),
+            sweep_report: false,
+            stopped: Vec::new(),
+            margins: Vec::new(),
+        }
     }
-}
-
-/// The runs of one task configuration.
-#[derive(Debug, Serialize)]
-pub struct GroupReport {
-    /// File-name identifier (`recall`, `text_2`).
-    pub id: String,
-    /// Task kind.
-    pub task: String,
-    /// The task section of the runs' config, as compact JSON.
-    pub task_config: String,
-    /// Text task with a character-level tokenizer (bits per token are bits per character).
-    pub char_level: bool,
-    /// The final table's columns, as the task declares them.
-    pub columns: Vec<Column>,
-    /// Runs that differ only in the seed, with mean and std of every number.
-    pub seed_groups: Vec<SeedGroupReport>,
-    /// Every run.
-    pub runs: Vec<RunReport>,
-    /// Each configuration against its baseline, one table per quantity (Welch, Holm).
-    pub comparisons: Vec<ComparisonTable>,
-    /// Steps to the task's threshold per configuration (empty without a threshold).
-    pub escapes: Vec<Escape>,
-    /// Learning rates tried per setting, when the runs span several.
-    pub lr_ranges: Vec<LrRange>,
-    /// Pictures, relative to the report directory.
-    pub figures: Vec<String>,
-    /// The task's own pictures (a subset of `figures`).
-    pub task_figures: Vec<String>,
-}
-
-/// Mean and std over the seeds of one configuration.
-#[derive(Debug, Serialize)]
-pub struct SeedGroupReport {
-    /// What tells the configuration apart (e.g. `metric=idw`).
-    pub label: String,
-    /// The attention metric.
-    pub metric: String,
-    /// Where the normalisation sits (see [`crate::baseline::placement`]).
-    pub placement: String,
-    /// Run names.
-    pub runs: Vec<String>,
-    /// Every number of the runs' summaries, over seeds.
-    pub numbers: BTreeMap<String, MeanStd>,
-}
-
-/// One run's numbers and analyses.
-#[derive(Debug, Serialize)]
-pub struct RunReport {
-    /// Run name.
-    pub name: String,
-    /// Run directory.
-    pub dir: PathBuf,
-    /// Its seed group's label.
-    pub label: String,
-    /// Attention metric.
-    pub metric: String,
-    /// Seed.
-    pub seed: Option<u64>,
-    /// Whether `summary.json` exists.
-    pub finished: bool,
-    /// Whether its checkpoint holds NaN or infinite weights (then it has no numbers).
-    pub non_finite_weights: bool,
-    /// Every number (summary, or derived from `metrics.jsonl`).
-    pub numbers: Numbers,
-    /// Learned parameters per layer and head, when the checkpoint has attention blocks.
-    pub params: Option<Vec<HeadParams>>,
-    /// Attention geometry on validation inputs, when the model kind supports it.
-    pub geometry: Option<GeometryReport>,
-    /// Why an analysis was skipped or failed.
-    pub notes: Vec<String>,
 }
 
 /// Reads every run directory in `run_dirs` (each once) and writes the report into `out`.
@@ -140,10 +60,10 @@ pub fn write_report(run_dirs: &[PathBuf], out: &Path) -> Result<Report> {
     write_report_with(run_dirs, out, &ReportOptions::default())
 }
 
-/// [`write_report`] with a choice of baseline.
+/// [`write_report`] with a choice of baseline, margins and a sweep's stopped runs.
 pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptions) -> Result<Report> {
     if run_dirs.is_empty() {
-        anyhow::bail!("no run directories given")
+        bail!("no run directories given")
     }
     let inputs: Vec<&Path> = run_dirs.iter().map(PathBuf::as_path).collect();
     let writer =
@@ -156,14 +76,19 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
         why.extend(not_started.iter().map(|d| format!("{d} has no metrics yet")));
         anyhow::bail!("no run to report on: {}", why.join("; "))
     }
-    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let groups = group_runs(&runs);
+    let quantities: Vec<Vec<Quantity>> = groups.iter().map(|g| group_quantities(g, &runs)).collect();
+    apply_margins(&quantities, &options.margins)?;
+    let quantities: Vec<Vec<Quantity>> =
+        quantities.into_iter().map(|qs| with_margins(qs, &options.margins)).collect();
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let stopped: Vec<Run> = options.stopped.iter().filter_map(|d| Run::load(d).ok()).collect();
     let mut reports = Vec::new();
-    for group in &groups {
-        reports.push(group_report(group, &runs, &stopped, out, &options.baseline)?);
+    for (group, quantities) in groups.iter().zip(&quantities) {
+        reports.push(group_report(group, &runs, &stopped, out, &options.baseline, quantities)?);
     }
-    let findings = Findings::of(&reports, &options.baseline);
+    // Find.
+    let findings = crate::findings::findings(&reports, &options.baseline);
     let report = Report {
         n_runs: runs.len(),
         duplicates,
@@ -173,13 +98,104 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
         findings,
         groups: reports,
     };
+    // Render.
     let json = serde_json::to_string_pretty(&report)?;
     let json_path = out.join("report.json");
     fs::write(&json_path, json).with_context(|| format!("writing {}", json_path.display()))?;
     let md_path = out.join("report.md");
-    let md = crate::markdown::render(&report) + &crate::screen::unreadable_section(&report.unreadable);
+    let md = crate::markdown::render(&report);
     fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     Ok(report)
+}
+
+/// The quantity table of a group: its task's columns (as the first run declares them), then
+/// the geometry rows.
+fn group_quantities(group: &TaskGroup, runs: &[Run]) -> Vec<Quantity> {
+    let first = group.seed_groups.first().and_then(|sg| sg.runs.first()).map(|&i| &runs[i]);
+    crate::quantity::table(&first.map(|r| r.task_report().columns).unwrap_or_default())
+}
+
+/// Refuses a margin override whose key names no compared quantity of any group.
+fn apply_margins(quantities: &[Vec<Quantity>], margins: &[(String, Margin)]) -> Result<()> {
+    let mut compared: Vec<&str> =
+        quantities.iter().flatten().filter(|q| q.compared()).map(|q| q.key).collect();
+    compared.sort_unstable();
+    compared.dedup();
+    for (key, _) in margins {
+        if !compared.contains(&key.as_str()) {
+            bail!(
+                "[margins] `{key}` names no compared quantity of these runs; they compare {}",
+                compared.join(", ")
+            )
+        }
+    }
+    Ok(())
+}
+
+/// `quantities` with the overridden margins.
+fn with_margins(quantities: Vec<Quantity>, margins: &[(String, Margin)]) -> Vec<Quantity> {
+    quantities
+        .into_iter()
+        .map(|q| match margins.iter().find(|(k, _)| k == q.key) {
+            Some((_, m)) if q.compared() => q.within(*m),
+            _ => q,
+        })
+        .collect()
+}
+
+/// Analyse: one run's numbers, parameters and geometry (none for non-finite weights).
+fn run_report(run: &Run, label: &str, metric: &str) -> RunReport {
+    tracing::info!(run = %run.name, "analysing");
+    let non_finite = Status::of(run) == Status::NonFinite;
+    let mut notes = Vec::new();
+    let (numbers, params, geometry) = if non_finite {
+        let dir = run.checkpoint_dir().unwrap_or_else(|| run.dir.clone());
+        notes.push(format!(
+            "{} holds NaN or infinite weights: the model diverged and is left out of every number",
+            dir.display()
+        ));
+        (Numbers::new(), None, None)
+    } else {
+        let mut numbers = run_numbers(run);
+        let params = analyse_params(run).unwrap_or_else(|e| {
+            notes.push(format!("parameters: {e:#}"));
+            None
+        });
+        let geometry = analyse_geometry(run).unwrap_or_else(|e| {
+            notes.push(format!("geometry: {e:#}"));
+            None
+        });
+        if let Some(g) = &geometry {
+            numbers.extend(crate::quantity::head_numbers(&g.heads));
+        }
+        (numbers, params, geometry)
+    };
+    RunReport {
+        name: run.name.clone(),
+        dir: run.dir.clone(),
+        label: label.to_string(),
+        metric: metric.to_string(),
+        seed: run.seed(),
+        finished: run.finished(),
+        non_finite_weights: non_finite,
+        numbers,
+        params,
+        geometry,
+        notes,
+    }
+}
+
+/// A seed group's mean and std of every number, over its runs with finite weights.
+fn seed_group_report(sg: &crate::group::SeedGroup, runs: &[Run], reports: &[&RunReport]) -> SeedGroupReport {
+    let numbers: Vec<Numbers> =
+        reports.iter().filter(|r| !r.non_finite_weights).map(|r| r.numbers.clone()).collect();
+    SeedGroupReport {
+        label: sg.label.clone(),
+        metric: sg.metric.clone(),
+        placement: sg.runs.first().map_or("-".into(), |&i| crate::baseline::placement(&runs[i].config)),
+        runs: sg.runs.iter().map(|&i| runs[i].name.clone()).collect(),
+        numbers: over_seeds(&numbers),
+    }
 }
 
 fn group_report(
@@ -188,66 +204,34 @@ fn group_report(
     stopped: &[Run],
     out: &Path,
     baseline: &str,
+    quantities: &[Quantity],
 ) -> Result<GroupReport> {
-    let mut run_reports = Vec::new();
-    let mut seed_groups = Vec::new();
-    let mut all_numbers = Vec::new();
-    for sg in &group.seed_groups {
-        let mut numbers: Vec<Numbers> = Vec::new();
-        for &i in &sg.runs {
-            let run = &runs[i];
-            tracing::info!(run = %run.name, "analysing");
-            let non_finite = Status::of(run) == Status::NonFinite;
-            let mut notes = Vec::new();
-            let (nums, params, geometry) = if non_finite {
-                let dir = run.checkpoint_dir().unwrap_or_else(|| run.dir.clone());
-                notes.push(format!(
-                    "{} holds NaN or infinite weights: the model diverged and is left out of every number",
-                    dir.display()
-                ));
-                (Numbers::new(), None, None)
-            } else {
-                let mut nums = run_numbers(run);
-                let params = analyse_params(run).unwrap_or_else(|e| {
-                    notes.push(format!("parameters: {e:#}"));
-                    None
-                });
-                let geometry = analyse_geometry(run).unwrap_or_else(|e| {
-                    notes.push(format!("geometry: {e:#}"));
-                    None
-                });
-                if let Some(g) = &geometry {
-                    nums.extend(crate::diagnostics::run_numbers(&g.heads));
-                }
-                (nums, params, geometry)
-            };
-            if !non_finite {
-                numbers.push(nums.clone());
-            }
-            run_reports.push(RunReport {
-                name: run.name.clone(),
-                dir: run.dir.clone(),
-                label: sg.label.clone(),
-                metric: sg.metric.clone(),
-                seed: run.seed(),
-                finished: run.finished(),
-                non_finite_weights: non_finite,
-                numbers: nums,
-                params,
-                geometry,
-                notes,
-            });
-        }
-        seed_groups.push(SeedGroupReport {
-            label: sg.label.clone(),
-            metric: sg.metric.clone(),
-            placement: sg.runs.first().map_or("-".into(), |&i| crate::baseline::placement(&runs[i].config)),
-            runs: sg.runs.iter().map(|&i| runs[i].name.clone()).collect(),
-            numbers: over_seeds(&numbers),
-        });
-        all_numbers.push(numbers);
-    }
+    // Analyse.
+    let run_reports: Vec<RunReport> = group
+        .seed_groups
+        .iter()
+        .flat_map(|sg| sg.runs.iter().map(move |&i| (sg, i)))
+        .map(|(sg, i)| run_report(&runs[i], &sg.label, &sg.metric))
+        .collect();
+    let members = |sg: &crate::group::SeedGroup| -> Vec<&RunReport> {
+        run_reports.iter().filter(|r| r.label == sg.label).collect()
+    };
+    let seed_groups: Vec<SeedGroupReport> =
+        group.seed_groups.iter().map(|sg| seed_group_report(sg, runs, &members(sg))).collect();
+    // Compare.
     let base_of = baselines(group, runs, baseline);
+    let finite = |sg: &crate::group::SeedGroup| -> Vec<&RunReport> {
+        members(sg).into_iter().filter(|r| !r.non_finite_weights).collect()
+    };
+    let per_group: Vec<Vec<&RunReport>> = group.seed_groups.iter().map(finite).collect();
+    let numbers: Vec<Vec<Numbers>> =
+        per_group.iter().map(|rs| rs.iter().map(|r| r.numbers.clone()).collect()).collect();
+    let names: Vec<Vec<String>> =
+        per_group.iter().map(|rs| rs.iter().map(|r| r.name.clone()).collect()).collect();
+    let seeds: Vec<Vec<Option<u64>>> =
+        per_group.iter().map(|rs| rs.iter().map(|r| r.seed).collect()).collect();
+    let comparisons = tables(group, &base_of, &numbers, &names, &seeds, quantities);
+    // Pictures.
     let mut figures = Vec::new();
     for x in [XAxis::Step, XAxis::Wall] {
         figures.extend(loss_curves(out, group, runs, x, &base_of)?);
@@ -260,26 +244,23 @@ fn group_report(
     let spec = first.map(Run::task_report);
     let pictures = spec.as_ref().map_or(&[][..], |s| s.pictures.as_slice());
     let task_figures = match crate::task_pictures::task_pictures(out, group, runs, pictures) {
-        Ok(paths) => names(&paths),
+        Ok(paths) => names_of(&paths),
         Err(e) => {
             tracing::warn!(group = %group.id, "task pictures skipped: {e:#}");
             Vec::new()
         }
     };
-    let mut figures = names(&figures);
+    let mut figures = names_of(&figures);
     figures.extend(task_figures.iter().cloned());
     let char_level =
         matches!(first.and_then(|r| r.task_config.as_ref()), Some(TaskConfig::Text(t)) if t.char_level());
-    let names_of: Vec<Vec<String>> = seed_groups.iter().map(|sg| sg.runs.clone()).collect();
-    let columns = spec.as_ref().map(|s| s.columns.clone()).unwrap_or_default();
-    let comparisons = tables(group, &base_of, &all_numbers, &names_of, &quantities(&columns));
     let threshold = first.and_then(|r| Threshold::of_task(r.task_config.as_ref()));
     Ok(GroupReport {
         id: group.id.clone(),
         task: group.task.clone(),
         task_config: spec.as_ref().map_or_else(|| "-".to_string(), |s| s.config_text.clone()),
         char_level,
-        columns,
+        columns: spec.as_ref().map(|s| s.columns.clone()).unwrap_or_default(),
         seed_groups,
         runs: run_reports,
         comparisons,
@@ -291,7 +272,7 @@ fn group_report(
 }
 
 /// File names of `paths`.
-fn names(paths: &[PathBuf]) -> Vec<String> {
+fn names_of(paths: &[PathBuf]) -> Vec<String> {
     paths.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect()
 }
 
@@ -336,17 +317,4 @@ fn geometry_measures(group: &TaskGroup, runs: &[RunReport]) -> Vec<(&'static str
             (*name, curves)
         })
         .collect()
-}
-
-/// Mean of the values of each layer, for `(layer, value)` items.
-pub fn per_layer_mean(items: impl Iterator<Item = (usize, f64)>) -> Vec<f64> {
-    let mut sums: Vec<(f64, usize)> = Vec::new();
-    for (layer, v) in items {
-        if sums.len() <= layer {
-            sums.resize(layer + 1, (0.0, 0));
-        }
-        sums[layer].0 += v;
-        sums[layer].1 += 1;
-    }
-    sums.into_iter().map(|(s, n)| if n > 0 { s / n as f64 } else { f64::NAN }).collect()
 }

@@ -4,9 +4,8 @@
 use std::fmt::Write;
 
 use crate::dynamics::lr_text;
-use crate::findings::p_text;
-use crate::report::GroupReport;
-use crate::stats::fmt_num;
+use crate::stats::{fmt_num, p_text};
+use crate::types::GroupReport;
 
 /// `### Differences to the baseline`: per quantity, each configuration's mean over seeds, its
 /// baseline's, the difference with its 95% Welch interval, Welch's p and Holm's p.
@@ -23,10 +22,7 @@ pub fn comparisons(s: &mut String, g: &GroupReport) {
          possible and the row says so.\n"
     );
     for t in &g.comparisons {
-        let digits = crate::comparisons::GEOMETRY_QUANTITIES
-            .iter()
-            .find(|q| q.0 == t.key)
-            .map_or(if t.key.contains("per_s") { 0 } else { 4 }, |q| q.2);
+        let digits = t.quantity.diff_digits;
         let _ = writeln!(s, "**{}** (`{}`)\n", t.header, t.key);
         let _ =
             writeln!(s, "| configuration | n | mean | baseline | n | mean | diff [95% CI] | p | p (Holm) |");

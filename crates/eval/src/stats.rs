@@ -53,6 +53,24 @@ pub fn fmt_num(x: f64, digits: usize) -> String {
     }
 }
 
+/// A p-value as text (`< 0.001` below that).
+pub fn p_text(p: f64) -> String {
+    if p < 0.001 { "< 0.001".into() } else { format!("{p:.3}") }
+}
+
+/// Mean of the values of each layer, for `(layer, value)` items (NaN for a layer without one).
+pub fn per_layer_mean(items: impl Iterator<Item = (usize, f64)>) -> Vec<f64> {
+    let mut sums: Vec<(f64, usize)> = Vec::new();
+    for (layer, v) in items {
+        if sums.len() <= layer {
+            sums.resize(layer + 1, (0.0, 0));
+        }
+        sums[layer].0 += v;
+        sums[layer].1 += 1;
+    }
+    sums.into_iter().map(|(s, n)| if n > 0 { s / n as f64 } else { f64::NAN }).collect()
+}
+
 /// Exponential moving average `m_i = a m_{i-1} + (1 - a) x_i`, bias-corrected like Adam's moments.
 pub fn ema(xs: &[f64], a: f64) -> Vec<f64> {
     let mut m = 0.0;

@@ -1,5 +1,6 @@
 //! Welch's test against scipy, Holm's correction on a hand example, comparison tables.
 
+use attnlab_eval::quantity::Quantity;
 use attnlab_eval::stats::compare::{Arm, comparison_table};
 use attnlab_eval::stats::holm::holm;
 use attnlab_eval::stats::welch::{NoTest, welch};
@@ -95,6 +96,7 @@ fn arm(label: &str, values: &[f64]) -> Arm {
     Arm {
         label: label.into(),
         runs: (0..values.len()).map(|i| format!("{label}_s{i}")).collect(),
+        seeds: vec![None; values.len()],
         values: values.to_vec(),
     }
 }
@@ -107,7 +109,8 @@ fn table_tests_each_row_and_corrects_across_rows() {
         (arm("rbf", &[1.93, 1.95, 1.91]), arm("dot", &[1.89, 1.90, 1.88, 1.905])),
         (arm("cosine", &[1.95]), base.clone()),
     ];
-    let t = comparison_table("final_val_loss", "val loss", &pairs);
+    let loss = Quantity::of_column(&attnlab_train::tasks::report::loss_columns()[0]);
+    let t = comparison_table(&loss, &pairs);
     assert_eq!(t.rows.len(), 3);
     let (idw, rbf, cos) = (&t.rows[0], &t.rows[1], &t.rows[2]);
     assert!(idw.excludes_zero() && idw.significant(), "{idw:?}");

@@ -7,7 +7,7 @@ use attnlab_train::rundir::Summary;
 use attnlab_train::tasks::franke::Errors;
 use attnlab_train::tasks::prototype::{KeyDistances, PrototypeScores};
 use attnlab_train::tasks::recall::RecallScores;
-use attnlab_train::tasks::report::Source;
+use attnlab_train::tasks::report::{Margin, Source, Unit};
 use attnlab_train::tasks::scattered::{FrankeScores, ScatteredScores};
 use attnlab_train::tasks::text::TextScores;
 use attnlab_train::tasks::{
@@ -120,6 +120,18 @@ fn every_declared_column_is_a_number_of_the_task_summary() {
                 col.header
             );
         }
+        // Every column but the step count and the wall time is compared with the baseline, so it
+        // declares its equivalence margin (a new column without one fails here, not silently).
+        for col in &report.columns {
+            let compared = !matches!(col.unit, Unit::Steps | Unit::Seconds);
+            assert_eq!(
+                col.margin.is_some(),
+                compared,
+                "{}: column `{}` must declare a margin exactly when it is compared",
+                cfg.name(),
+                col.header
+            );
+        }
     }
 }
 
@@ -144,4 +156,18 @@ fn columns_and_headers_fit_the_task() {
     let shown = TaskConfig::Recall(recall(0.01)).report().config_text;
     assert!(!shown.contains("power_a") && shown.contains("n_pairs"), "{shown}");
     assert!(TaskConfig::Recall(recall(0.5)).report().config_text.contains("power_a"));
+}
+
+#[test]
+fn margins_read_as_numbers_or_percentages_and_bad_ones_are_refused() {
+    let parse =
+        |t: &str| Margin::parse(&toml::from_str::<toml::Table>(&format!("m = {t}")).expect("toml")["m"]);
+    assert_eq!(parse("0.02").expect("absolute"), Margin::Absolute(0.02));
+    assert_eq!(parse("1").expect("integer"), Margin::Absolute(1.0));
+    assert_eq!(parse("\"10%\"").expect("relative"), Margin::Relative(0.1));
+    // Relative to the size of the baseline's mean, whatever its sign.
+    assert!((Margin::Relative(0.1).delta(-2.0) - 0.2).abs() < 1e-15);
+    for bad in ["-0.1", "0", "\"ten\"", "\"0.1\"", "true", "\"-5%\""] {
+        assert!(parse(bad).is_err(), "{bad} should be refused");
+    }
 }

@@ -15,6 +15,7 @@ mod recall;
 mod reliability;
 mod resume;
 mod rundir;
+mod same_seed;
 mod sweep_plan;
 mod task_report;
 mod token_ids;

@@ -54,6 +54,7 @@ pub struct SweepArgs {
 /// the runs that failed.
 pub fn run(args: SweepArgs) -> Result<()> {
     let (file, runs) = sweep::load(&args.sweep)?;
+    let margins = file.margins()?;
     let Some(out) = args.out.clone().or(file.out) else {
         bail!("the sweep file has no `out`; give --out DIR")
     };
@@ -72,7 +73,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         return plan::print(&runs, &out, shard);
     }
     if args.report_only {
-        return report::write(&runs, &out);
+        return report::write(&runs, &out, &margins);
     }
     if args.jobs == 0 {
         bail!("--jobs must be at least 1")
@@ -102,5 +103,9 @@ pub fn run(args: SweepArgs) -> Result<()> {
         args.jobs,
         result.peak_rss_mib.map(|m| format!("{m:.0} MiB (sum of the jobs)")).unwrap_or("unknown".into()),
     );
-    if shard == Shard::ALL { report::write(&runs, &out) } else { report::fail_on_failures(&result.outcomes) }
+    if shard == Shard::ALL {
+        report::write(&runs, &out, &margins)
+    } else {
+        report::fail_on_failures(&result.outcomes)
+    }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::holm::holm;
 use super::welch::{NoTest, welch};
 use super::{MeanStd, fmt_num};
+use crate::quantity::Quantity;
 
 /// Confidence level of every interval in the report.
 pub const LEVEL: f64 = 0.95;
@@ -19,6 +20,8 @@ pub struct Arm {
     pub label: String,
     /// Run names, one per value.
     pub runs: Vec<String>,
+    /// The runs' seeds, one per value (`None` where a run's config has none).
+    pub seeds: Vec<Option<u64>>,
     /// One value per seed.
     pub values: Vec<f64>,
 }
@@ -88,18 +91,26 @@ pub struct ComparisonTable {
     pub key: String,
     /// Its header in the report.
     pub header: String,
+    /// The quantity's row of the quantity table.
+    pub quantity: Quantity,
     /// One row per configuration that has a baseline.
     pub rows: Vec<Comparison>,
 }
 
-/// Compares each `(arm, baseline)` pair; rows without a value on either side are left out.
-pub fn comparison_table(key: &str, header: &str, pairs: &[(Arm, Arm)]) -> ComparisonTable {
+/// Compares each `(arm, baseline)` pair for `quantity`; rows without a value on either side
+/// are left out.
+pub fn comparison_table(quantity: &Quantity, pairs: &[(Arm, Arm)]) -> ComparisonTable {
     let mut rows: Vec<Comparison> = pairs.iter().filter_map(|(a, b)| compare(a, b)).collect();
     let adjusted = holm(&rows.iter().map(|r| r.p).collect::<Vec<_>>());
     for (r, p) in rows.iter_mut().zip(adjusted) {
         r.p_holm = p;
     }
-    ComparisonTable { key: key.to_string(), header: header.to_string(), rows }
+    ComparisonTable {
+        key: quantity.key.to_string(),
+        header: quantity.header.to_string(),
+        quantity: *quantity,
+        rows,
+    }
 }
 
 fn compare(a: &Arm, b: &Arm) -> Option<Comparison> {

@@ -10,6 +10,9 @@
 //! [grid]                                  # every combination, applied to every base
 //! "model.metric" = ["dot", "neg_sq_euclid", "idw"]   # or "all": every metric
 //! seed = [1, 2, 3]
+//! [margins]                               # optional: the report's equivalence margins
+//! final_val_loss = 0.01                   # absolute, in the quantity's unit
+//! "key_distances.median" = "5%"           # or relative to the baseline's mean
 //! ```
 //!
 //! Runs land in `OUT/runs/<name>`, named `<base>_<key>-<value>_...` from the grid values (the
@@ -59,6 +62,26 @@ pub struct SweepFile {
     /// applied to every base (a base's own `grid` replaces or adds axes for that base).
     #[serde(default)]
     pub grid: toml::Table,
+    /// The report's equivalence margins by quantity key, replacing the defaults the quantities
+    /// declare: a number (absolute) or a percentage of the baseline's mean (`"10%"`); read with
+    /// [`SweepFile::margins`].
+    #[serde(default)]
+    pub margins: toml::Table,
+}
+
+impl SweepFile {
+    /// The `[margins]` overrides, `(quantity key, margin)`; an unreadable one is an error naming
+    /// its key (whether the key names a compared quantity is checked by the report).
+    pub fn margins(&self) -> anyhow::Result<Vec<(String, crate::tasks::report::Margin)>> {
+        self.margins
+            .iter()
+            .map(|(k, v)| {
+                let m = crate::tasks::report::Margin::parse(v)
+                    .map_err(|e| anyhow::anyhow!("[margins] `{k}`: {e}"))?;
+                Ok((k.clone(), m))
+            })
+            .collect()
+    }
 }
 
 /// One base run config of a sweep.

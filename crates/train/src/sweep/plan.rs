@@ -20,6 +20,7 @@ pub fn load(path: &Path) -> Result<(SweepFile, Vec<PlannedRun>)> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let sweep: SweepFile =
         toml::from_str(&text).with_context(|| format!("parsing sweep file {}", path.display()))?;
+    sweep.margins().with_context(|| format!("in {}", path.display()))?;
     let runs = expand(&sweep, path.parent().unwrap_or(Path::new(".")))
         .with_context(|| format!("in {}", path.display()))?;
     Ok((sweep, runs))

@@ -18,7 +18,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::moons::{Points, two_moons};
-use super::report::{Column, Picture, TaskReport, TaskScores, Unit};
+use super::report::{
+    Column, FRACTION_MARGIN, Picture, Question, RELATIVE_MARGIN, TaskReport, TaskScores, Unit,
+};
 use crate::task::{Batch, Task};
 
 fn default_noise() -> f64 {
@@ -93,10 +95,12 @@ impl PrototypeTaskConfig {
     /// means nothing for a few hundred points); pictures of keys and decision regions.
     pub fn report(&self) -> TaskReport {
         let task = [
-            Column::higher("val_accuracy", "val acc", Unit::Fraction, 3),
-            Column::higher("train_accuracy", "train acc", Unit::Fraction, 3),
-            Column::lower("key_distances.median", "key→data median", Unit::Distance, 3),
-            Column::lower("key_distances.max", "key→data max", Unit::Distance, 3),
+            Column::higher("val_accuracy", "val acc", Unit::Fraction, 3).within(FRACTION_MARGIN),
+            Column::higher("train_accuracy", "train acc", Unit::Fraction, 3).within(FRACTION_MARGIN),
+            Column::lower("key_distances.median", "key→data median", Unit::Distance, 3)
+                .within(RELATIVE_MARGIN)
+                .informs(Question::Geometry),
+            Column::lower("key_distances.max", "key→data max", Unit::Distance, 3).within(RELATIVE_MARGIN),
         ];
         TaskReport::of(
             &super::TaskConfig::Prototype(self.clone()),

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::report::{Column, TaskReport, TaskScores, Unit};
+use super::report::{Column, FRACTION_MARGIN, TaskReport, TaskScores, Unit};
 use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of, weighted_accuracy};
 use crate::task::{Batch, Task};
 
@@ -49,7 +49,7 @@ impl RecallConfig {
     /// The report: losses, validation accuracy, cost. The header leaves out `power_a` while it
     /// has its default (Zoology's), which the task's documentation states.
     pub fn report(&self) -> TaskReport {
-        let acc = Column::higher("val_accuracy", "val acc", Unit::Fraction, 3);
+        let acc = Column::higher("val_accuracy", "val acc", Unit::Fraction, 3).within(FRACTION_MARGIN);
         let mut report = TaskReport::of(&super::TaskConfig::Recall(self.clone()), &[acc], true, Vec::new());
         let mut value = serde_json::to_value(super::TaskConfig::Recall(self.clone())).unwrap_or_default();
         if self.power_a == default_power_a()

@@ -65,6 +65,81 @@ pub enum Unit {
     Milliseconds,
     /// Seconds.
     Seconds,
+    /// A dimensionless ratio (a coefficient of variation, entropy over uniform entropy).
+    Ratio,
+    /// A pre-softmax attention score.
+    Score,
+    /// Sequence positions (attention distance).
+    Positions,
+}
+
+/// An equivalence margin δ: a configuration whose difference to the baseline lies within `±δ`
+/// (shown by TOST) counts as the same as the baseline for that quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Margin {
+    /// `±δ` in the quantity's unit.
+    Absolute(f64),
+    /// `±δ` as a fraction of the baseline's mean (0.1: ±10% of it).
+    Relative(f64),
+}
+
+impl Margin {
+    /// δ in the quantity's unit for a baseline mean `baseline_mean`.
+    pub fn delta(self, baseline_mean: f64) -> f64 {
+        match self {
+            Margin::Absolute(d) => d,
+            Margin::Relative(f) => f * baseline_mean.abs(),
+        }
+    }
+
+    /// `±0.02` / `±10%` of the baseline.
+    pub fn text(self) -> String {
+        match self {
+            Margin::Absolute(d) => format!("±{d}"),
+            Margin::Relative(f) => format!("±{}% of the baseline", 100.0 * f),
+        }
+    }
+
+    /// A margin as a sweep file writes it: a number (absolute, `0.02`) or a percentage of the
+    /// baseline's mean (`"10%"`). Errors name the value; δ must be positive and finite.
+    pub fn parse(value: &toml::Value) -> anyhow::Result<Self> {
+        let margin = match value {
+            toml::Value::Float(x) => Margin::Absolute(*x),
+            toml::Value::Integer(x) => Margin::Absolute(*x as f64),
+            toml::Value::String(s) => {
+                let pct = s.trim().strip_suffix('%').ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "margin \"{s}\" must be a number (absolute) or a percentage such as \"10%\""
+                    )
+                })?;
+                let f: f64 =
+                    pct.trim().parse().map_err(|_| anyhow::anyhow!("margin \"{s}\" is not a percentage"))?;
+                Margin::Relative(f / 100.0)
+            }
+            other => {
+                anyhow::bail!("margin {other} must be a number (absolute) or a percentage such as \"10%\"")
+            }
+        };
+        let (Margin::Absolute(d) | Margin::Relative(d)) = margin;
+        if !(d.is_finite() && d > 0.0) {
+            anyhow::bail!("margin {value} must be positive and finite")
+        }
+        Ok(margin)
+    }
+}
+
+/// The part of attnlab's question a column's comparison with the baseline informs (the
+/// findings report it there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    /// Statistical and geometric differences of the attention.
+    Geometry,
+    /// Training dynamics (final loss, logit growth).
+    Dynamics,
+    /// Cost (throughput, step time).
+    Cost,
 }
 
 /// How a column's value is obtained from a run's numbers.
@@ -79,7 +154,7 @@ pub enum Source {
 }
 
 /// One column of a task's final table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Column {
     /// Dotted key into the run's numbers (`val_accuracy`, `franke.model.rms`).
     pub key: &'static str,
@@ -93,17 +168,50 @@ pub struct Column {
     pub digits: usize,
     /// Where the value comes from.
     pub source: Source,
+    /// Its equivalence margin against the baseline; `None` for a column the report does not
+    /// compare (step count, wall time).
+    pub margin: Option<Margin>,
+    /// The part of the question whose findings report its comparison, if any.
+    pub question: Option<Question>,
 }
 
 impl Column {
     /// A stored number where lower is better.
     pub const fn lower(key: &'static str, header: &'static str, unit: Unit, digits: usize) -> Self {
-        Self { key, header, unit, higher_is_better: false, digits, source: Source::Stored }
+        Self {
+            key,
+            header,
+            unit,
+            higher_is_better: false,
+            digits,
+            source: Source::Stored,
+            margin: None,
+            question: None,
+        }
     }
 
     /// A stored number where higher is better.
     pub const fn higher(key: &'static str, header: &'static str, unit: Unit, digits: usize) -> Self {
-        Self { key, header, unit, higher_is_better: true, digits, source: Source::Stored }
+        Self {
+            key,
+            header,
+            unit,
+            higher_is_better: true,
+            digits,
+            source: Source::Stored,
+            margin: None,
+            question: None,
+        }
+    }
+
+    /// The column compared with the baseline, equivalent within `margin`.
+    pub const fn within(self, margin: Margin) -> Self {
+        Self { margin: Some(margin), ..self }
+    }
+
+    /// The column whose comparison the findings report under `question`.
+    pub const fn informs(self, question: Question) -> Self {
+        Self { question: Some(question), ..self }
     }
 }
 
@@ -147,11 +255,24 @@ pub fn nats_to_bits(nats: f64) -> f64 {
     nats / std::f64::consts::LN_2
 }
 
+/// Key of the final validation loss (nats), the first column of every task.
+pub const FINAL_VAL_LOSS: &str = "final_val_loss";
+
+/// Margin of a cross-entropy in nats: ±0.02 nats, about a tenth of the gap between nanoGPT's
+/// baby recipe and the modern one.
+pub const LOSS_MARGIN: Margin = Margin::Absolute(0.02);
+/// Margin of a fraction (accuracy): ±1 point.
+pub const FRACTION_MARGIN: Margin = Margin::Absolute(0.01);
+/// Margin of a distance, an error or a cost: ±10% of the baseline's mean.
+pub const RELATIVE_MARGIN: Margin = Margin::Relative(0.10);
+
 /// Validation and best validation loss, the first columns of every task.
 pub fn loss_columns() -> Vec<Column> {
     vec![
-        Column::lower("final_val_loss", "val loss", Unit::Nats, 4),
-        Column::lower("best_val_loss", "best val", Unit::Nats, 4),
+        Column::lower(FINAL_VAL_LOSS, "val loss", Unit::Nats, 4)
+            .within(LOSS_MARGIN)
+            .informs(Question::Dynamics),
+        Column::lower("best_val_loss", "best val", Unit::Nats, 4).within(LOSS_MARGIN),
     ]
 }
 
@@ -160,8 +281,16 @@ pub fn loss_columns() -> Vec<Column> {
 pub fn cost_columns(throughput: bool) -> Vec<Column> {
     let mut cols = vec![Column::lower("steps", "steps", Unit::Steps, 0)];
     if throughput {
-        cols.push(Column::higher("tokens_per_s", "tokens/s", Unit::ItemsPerSecond, 0));
-        cols.push(Column::lower("ms_per_step", "ms/step", Unit::Milliseconds, 1));
+        cols.push(
+            Column::higher("tokens_per_s", "tokens/s", Unit::ItemsPerSecond, 0)
+                .within(RELATIVE_MARGIN)
+                .informs(Question::Cost),
+        );
+        cols.push(
+            Column::lower("ms_per_step", "ms/step", Unit::Milliseconds, 1)
+                .within(RELATIVE_MARGIN)
+                .informs(Question::Cost),
+        );
     }
     cols.push(Column::lower("wall_s", "wall s", Unit::Seconds, 1));
     cols

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::franke::{Errors, FRANKE_NODES, GRID_SIDE, franke_f1, grid};
-use super::report::{Column, Picture, TaskReport, TaskScores, Unit};
+use super::report::{Column, Picture, RELATIVE_MARGIN, TaskReport, TaskScores, Unit};
 use super::shepard::{Baseline, nearest, shepard};
 use crate::task::{Batch, Task};
 
@@ -75,11 +75,14 @@ impl ScatteredConfig {
     /// The report: losses, MSE beside Shepard's, Franke errors, cost; Franke error maps.
     pub fn report(&self) -> TaskReport {
         let task = [
-            Column::lower("val_mse", "val mse", Unit::SquaredError, 4),
-            Column::lower("val_shepard_p2_mse", "Shepard p2 val mse", Unit::SquaredError, 4),
-            Column::lower("franke.model.max_abs", "Franke max", Unit::AbsoluteError, 4),
-            Column::lower("franke.model.mean_abs", "Franke mean", Unit::AbsoluteError, 4),
-            Column::lower("franke.model.rms", "Franke rms", Unit::AbsoluteError, 4),
+            Column::lower("val_mse", "val mse", Unit::SquaredError, 4).within(RELATIVE_MARGIN),
+            Column::lower("val_shepard_p2_mse", "Shepard p2 val mse", Unit::SquaredError, 4)
+                .within(RELATIVE_MARGIN),
+            Column::lower("franke.model.max_abs", "Franke max", Unit::AbsoluteError, 4)
+                .within(RELATIVE_MARGIN),
+            Column::lower("franke.model.mean_abs", "Franke mean", Unit::AbsoluteError, 4)
+                .within(RELATIVE_MARGIN),
+            Column::lower("franke.model.rms", "Franke rms", Unit::AbsoluteError, 4).within(RELATIVE_MARGIN),
         ];
         TaskReport::of(
             &super::TaskConfig::Scattered(self.clone()),

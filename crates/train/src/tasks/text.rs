@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::report::{Column, Source, TaskReport, TaskScores, Unit, nats_to_bits};
+use super::report::{Column, FINAL_VAL_LOSS, Margin, Source, TaskReport, TaskScores, Unit, nats_to_bits};
 use super::tokenizer::{TextTokenizer, check_bpe_vocab};
 use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of};
 use crate::task::{Batch, Task};
@@ -107,7 +107,10 @@ impl TextConfig {
             unit,
             higher_is_better: false,
             digits: 3,
-            source: Source::BitsFromNats("final_val_loss"),
+            source: Source::BitsFromNats(FINAL_VAL_LOSS),
+            // The loss margin, ±0.02 nats, in bits.
+            margin: Some(Margin::Absolute(0.02 / std::f64::consts::LN_2)),
+            question: None,
         };
         TaskReport::of(&super::TaskConfig::Text(self.clone()), &[bits], true, Vec::new())
     }

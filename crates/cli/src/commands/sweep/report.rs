@@ -7,11 +7,12 @@ use anyhow::{Result, bail};
 use attnlab_eval::screen::Unreadable;
 use attnlab_eval::unfinished::{self, Unfinished};
 use attnlab_train::sweep::{self, Failure, Outcome, PlannedRun, RunState};
+use attnlab_train::tasks::report::Margin;
 
-/// Writes `out/report/` over the planned runs that finished; the others are listed in the
-/// report as failed (why, at which step) or not finished. Errors (non-zero exit) when any run
-/// failed or did not finish, naming them.
-pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
+/// Writes `out/report/` over the planned runs that finished, with the sweep file's `[margins]`;
+/// the others are listed in the report as failed (why, at which step) or not finished. Errors
+/// (non-zero exit) when any run failed or did not finish, naming them.
+pub fn write(runs: &[PlannedRun], out: &Path, margins: &[(String, Margin)]) -> Result<()> {
     let mut finished: Vec<PathBuf> = Vec::new();
     let mut missing: Vec<Unfinished> = Vec::new();
     let mut stopped: Vec<PathBuf> = Vec::new();
@@ -35,7 +36,12 @@ pub fn write(runs: &[PlannedRun], out: &Path) -> Result<()> {
     let screened = attnlab_eval::screen::load_runs(&finished)?;
     let readable: Vec<PathBuf> = screened.runs.iter().map(|r| r.dir.clone()).collect();
     if !readable.is_empty() {
-        let options = attnlab_eval::ReportOptions { sweep_report: true, stopped, ..Default::default() };
+        let options = attnlab_eval::ReportOptions {
+            sweep_report: true,
+            stopped,
+            margins: margins.to_vec(),
+            ..Default::default()
+        };
         attnlab_eval::write_report_with(&readable, &report_dir, &options)?;
     }
     unfinished::write(&report_dir, &missing, &screened.unreadable, readable.is_empty())?;
