@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod dropout;
 pub mod fused;
 pub mod gpt;
 pub mod gpu;
@@ -22,6 +23,7 @@ pub mod set_regressor;
 
 pub use attention::{AttnProbe, MetricAttention, QkOptions};
 pub use checkpoint::Checkpoint;
+pub use dropout::{Dropout, DropoutKey, Site};
 pub use gpt::{Gpt, GptConfig};
 pub use layers::NormKind;
 pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask, sq_dists};
