@@ -2,6 +2,7 @@
 
 use candle_core::{Module, Result, Tensor};
 
+use crate::dropout::{Dropout, Site};
 use crate::fused;
 use crate::layers::{INIT_STD, Linear, linear};
 use crate::metric::{MetricLayer, MetricSpec};
@@ -77,6 +78,27 @@ impl MetricAttention {
     /// Applies attention to `x` `(b, t, c)` under an additive `(t, t)` mask, along the route
     /// [`Route::choose`] picks (packed self-attention on the CPU).
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_t(x, mask, None)
+    }
+
+    /// [`MetricAttention::forward`] with dropout on the attention weights of block `layer`
+    /// (training). The packed and tiles kernels never hold the weights, so with dropout the
+    /// heads are split by candle ops and the weights come from [`MetricLayer::weights`] (the
+    /// fused weights kernel on the CPU, composed ops elsewhere), then the mask, then `w v`.
+    /// `drop = None` is exactly [`MetricAttention::forward`].
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        drop: Option<(&Dropout, usize)>,
+    ) -> Result<Tensor> {
+        if let Some((drop, layer)) = drop {
+            let y = self.forward_split_with(x, |q, k, v| {
+                let w = self.metric.weights(q, k, mask)?; // (b, h, t, t)
+                drop.apply(&w, Site::AttnWeights(layer))?.matmul(v)
+            })?;
+            return self.o_proj.forward(&y.0);
+        }
         let packed = match Route::choose(Job::SelfAttention, x) {
             Route::PackedSelfAttention => self.forward_packed(x, mask)?,
             Route::AttentionTiles | Route::CudaFlash | Route::WeightsKernel | Route::Composed => None,
@@ -98,6 +120,15 @@ impl MetricAttention {
     /// Heads split by candle ops, then [`MetricLayer::attend`]: `(b, t, c)` before `o_proj`,
     /// and the per-head queries and keys.
     fn forward_split(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, AttnProbe)> {
+        self.forward_split_with(x, |q, k, v| self.metric.attend(q, k, v, mask))
+    }
+
+    /// Heads split by candle ops, `attend(q, k, v)` `(b, h, t, d)` per head, heads merged.
+    fn forward_split_with(
+        &self,
+        x: &Tensor,
+        attend: impl FnOnce(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, AttnProbe)> {
         let (b, t, c) = x.dims3()?;
         let heads = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, self.n_head, c / self.n_head))?.transpose(1, 2)?.contiguous() // (b, h, t, d)
@@ -106,7 +137,7 @@ impl MetricAttention {
         let k = heads(self.k_proj.forward(x)?)?;
         let (q, k) = self.qk.heads(&q, &k, 0)?;
         let v = heads(self.v_proj.forward(x)?)?;
-        let y = self.metric.attend(&q, &k, &v, mask)?; // (b, h, t, d)
+        let y = attend(&q, &k, &v)?; // (b, h, t, d)
         let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (b, t, c)
         Ok((y, AttnProbe { q: q.detach(), k: k.detach() }))
     }

@@ -5,6 +5,7 @@ use candle_nn::Embedding;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::{AttnProbe, MetricAttention, QkOptions};
+use crate::dropout::{self, Dropout, DropoutKey, Site};
 use crate::layers::{INIT_STD, Linear, Mlp, Norm, NormKind, linear};
 use crate::metric::{MaskCache, MaskShape, MetricSpec};
 use crate::params::{Init, ParamBuilder};
@@ -57,6 +58,10 @@ pub struct GptConfig {
     /// Positions: learned, RoPE or none.
     #[serde(flatten)]
     pub pos: PosSpec,
+    /// Dropout probability in training (embeddings, attention weights, residual branches, as
+    /// nanoGPT); unset means 0 (and is not written, so configs without it read back unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
 }
 
 impl GptConfig {
@@ -76,7 +81,13 @@ impl GptConfig {
             attention: MetricSpec::default(),
             qk: QkSpec::default(),
             pos: PosSpec::default(),
+            dropout: None,
         }
+    }
+
+    /// The training dropout probability (0 when unset).
+    pub fn dropout_p(&self) -> f64 {
+        self.dropout.unwrap_or(0.0)
     }
 
     /// What the attention layers do to queries and keys (RoPE only for `pos = rope`).
@@ -112,6 +123,7 @@ impl GptConfig {
             bail!("model.norm_eps must be > 0, got {}", self.norm_eps)
         }
         self.pos.validate(self.n_embd / self.n_head)?;
+        dropout::check_p(self.dropout_p())?;
         self.attention.validate().map_err(|e| candle_core::Error::Msg(format!("model.{e}")))
     }
 }
@@ -143,8 +155,29 @@ impl Block {
 
     /// `(b, t, c) -> (b, t, c)` under an additive `(t, t)` mask.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask)?)?;
-        &x + self.mlp.forward(&self.ln_2.forward(&x)?)?
+        self.forward_t(x, mask, None)
+    }
+
+    /// [`Block::forward`] with dropout (training) as block `layer`: on the attention weights
+    /// and on both branches before they join the residual stream. `None` is [`Block::forward`].
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        drop: Option<(&Dropout, usize)>,
+    ) -> Result<Tensor> {
+        let a = self.attn.forward_t(&self.ln_1.forward(x)?, mask, drop)?;
+        let a = match drop {
+            Some((d, l)) => d.apply(&a, Site::AttnResid(l))?,
+            None => a,
+        };
+        let x = (x + a)?;
+        let m = self.mlp.forward(&self.ln_2.forward(&x)?)?;
+        let m = match drop {
+            Some((d, l)) => d.apply(&m, Site::MlpResid(l))?,
+            None => m,
+        };
+        &x + m
     }
 
     /// [`Block::forward`] that also returns the attention's queries and keys.
@@ -172,6 +205,8 @@ pub struct Gpt {
     lm_head: Linear,
     /// The last causal mask built, for forwards of the same length.
     mask: MaskCache,
+    /// Training dropout of this forward ([`Gpt::training`]); `None`: evaluation.
+    drop: Option<Dropout>,
 }
 
 impl Gpt {
@@ -197,7 +232,25 @@ impl Gpt {
             linear(c, cfg.vocab_size, false, INIT_STD, &pb.pp("lm_head"))?
         };
         let mask = MaskCache::default();
-        Ok(Self { cfg: cfg.clone(), wte: Embedding::new(wte_w, c), wpe, blocks, ln_f, lm_head, mask })
+        Ok(Self {
+            cfg: cfg.clone(),
+            wte: Embedding::new(wte_w, c),
+            wpe,
+            blocks,
+            ln_f,
+            lm_head,
+            mask,
+            drop: None,
+        })
+    }
+
+    /// This model (sharing its variables) in training mode for one step: its forwards apply
+    /// dropout `model.dropout` with the masks of `key` ([`crate::dropout`]). With dropout 0 it
+    /// is the model itself, and forwards are exactly the evaluation ones.
+    pub fn training(&self, key: DropoutKey) -> Result<Self> {
+        let mut m = self.clone();
+        m.drop = Dropout::new(self.cfg.dropout_p(), key)?;
+        Ok(m)
     }
 
     /// The configuration.
@@ -218,8 +271,11 @@ impl Gpt {
     /// Logits `(b, t, vocab_size)` for token ids `(b, t)` (u32), `t <= block_size`.
     pub fn forward(&self, idx: &Tensor) -> Result<Tensor> {
         let (mut x, mask) = self.embed(idx)?;
-        for block in &self.blocks {
-            x = block.forward(&x, Some(&mask))?;
+        if let Some(d) = &self.drop {
+            x = d.apply(&x, Site::Embedding)?;
+        }
+        for (l, block) in self.blocks.iter().enumerate() {
+            x = block.forward_t(&x, Some(&mask), self.drop.as_ref().map(|d| (d, l)))?;
         }
         self.lm_head.forward(&self.ln_f.forward(&x)?)
     }

@@ -7,6 +7,7 @@ pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod files;
+pub mod dropout;
 pub mod fused;
 pub mod gpt;
 pub mod gpu;
@@ -23,6 +24,7 @@ pub mod set_regressor;
 
 pub use attention::{AttnProbe, MetricAttention, QkOptions};
 pub use checkpoint::{Checkpoint, CheckpointError};
+pub use dropout::{Dropout, DropoutKey, Site};
 pub use gpt::{Gpt, GptConfig};
 pub use layers::NormKind;
 pub use metric::{MetricKind, MetricLayer, MetricSpec, causal_mask, context_mask, sq_dists};

@@ -96,6 +96,15 @@ impl Model {
         Ok((model, params))
     }
 
+    /// This model in training mode for the step `key` names: a GPT applies its dropout
+    /// ([`Gpt::training`]); the other kinds have none and are returned as they are.
+    pub fn training(&self, key: crate::DropoutKey) -> Result<Self> {
+        Ok(match self {
+            Model::Gpt(g) => Model::Gpt(g.training(key)?),
+            Model::SetRegressor(_) | Model::Prototype(_) => self.clone(),
+        })
+    }
+
     /// The GPT inside, if this is one.
     pub fn as_gpt(&self) -> Option<&Gpt> {
         match self {

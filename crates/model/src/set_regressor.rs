@@ -96,6 +96,7 @@ impl SetRegressorConfig {
             attention: self.attention.clone(),
             qk: self.qk.clone(),
             pos: PosSpec { pos: PosKind::None, ..PosSpec::default() },
+            dropout: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod checkpoint;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod dropout;
 mod fused_attention;
 mod fused_gpt;
 mod fused_layers;

@@ -5,6 +5,7 @@
 
 mod adamw_update;
 pub mod bench;
+pub mod compute;
 pub mod config;
 pub mod guard;
 pub mod interrupt;

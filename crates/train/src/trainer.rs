@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use attnlab_model::{Checkpoint, Model, ParamStore};
+use attnlab_model::{Checkpoint, DropoutKey, Model, ParamStore};
 use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
+use crate::compute;
 use crate::config::RunConfig;
 use crate::guard;
 use crate::interrupt::{Interrupted, stop_requested};
@@ -230,7 +231,9 @@ impl Session {
         let t0 = Instant::now();
         let lr = lr_at(step, &self.run.train);
         let batch = self.task.train_batch(step, &mut self.state.rng, self.run.train.batch_size)?;
-        let loss_t = self.task.loss(&self.model, &batch)?;
+        // Dropout masks come from (seed, step, site): nothing to save, exact on resume.
+        let model = self.model.training(DropoutKey { seed: self.run.seed, step: step as u64 })?;
+        let loss_t = self.task.loss(&model, &batch)?;
         let loss = loss_t.to_scalar::<f32>()? as f64;
         guard::check_number("training loss", loss, step + 1, &self.dir)?;
         let mut grads = loss_t.backward()?;
@@ -310,6 +313,7 @@ impl Session {
             ms_per_step: 1000.0 * self.state.train_s / steps.max(1) as f64,
             metric: self.run.model.metric().name().to_string(),
             seed: self.run.seed,
+            compute: self.model.as_gpt().map(|g| compute::of_gpt(g.config(), &self.params, self.state.items)),
             scores: self.task.scores(&self.model)?,
         };
         rundir::write_json(&self.dir.join(rundir::SUMMARY_FILE), &summary)?;

@@ -41,6 +41,7 @@ fn summary_keys(scores: TaskScores) -> BTreeSet<String> {
         ms_per_step: 1.0,
         metric: "dot".into(),
         seed: 1,
+        compute: None,
         scores,
     };
     let mut out = BTreeSet::new();

@@ -3,7 +3,9 @@
 
 mod bad_input;
 mod common;
+mod compute;
 mod config;
+mod dropout;
 mod full_disk;
 mod fuzz;
 mod hub;
@@ -20,3 +22,4 @@ mod sweep_plan;
 mod task_report;
 mod token_ids;
 mod tokenizer;
+mod tune;

@@ -55,13 +55,29 @@ pub struct SweepArgs {
 pub fn run(args: SweepArgs) -> Result<()> {
     let (file, runs) = sweep::load(&args.sweep)?;
     let margins = file.margins()?;
-    let Some(out) = args.out.clone().or(file.out) else {
+    let Some(out) = args.out.clone().or(file.out.clone()) else {
         bail!("the sweep file has no `out`; give --out DIR")
     };
     let shard = args.shard.unwrap_or(Shard::ALL);
+    // With a `[tune]` key, the runs decided so far: the selection runs, and the other seeds at
+    // the values chosen from the finished selection runs under `out`.
+    let tuned = sweep::tune::tuned_key(&file)?;
+    let decided = |out: &std::path::Path| match &tuned {
+        Some(key) => sweep::tune::decided_runs(&runs, key, out),
+        None => runs.clone(),
+    };
     if args.dry_run {
+        let listed = decided(&out);
+        if let Some(key) = &tuned {
+            eprintln!(
+                "tuned `{key}`: {} of {} planned runs decided; the other seeds run at the value chosen on \
+                 the first seed's validation loss",
+                listed.len(),
+                runs.len()
+            );
+        }
         let mut stdout = std::io::stdout().lock();
-        for r in runs.iter().filter(|r| shard.holds(&r.name)) {
+        for r in listed.iter().filter(|r| shard.holds(&r.name)) {
             // A closed pipe (`| head`) just ends the listing.
             if writeln!(stdout, "{}", r.dir(&out).display()).is_err() {
                 break;
@@ -70,10 +86,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
         return Ok(());
     }
     if args.plan {
-        return plan::print(&runs, &out, shard);
+        return plan::print(&decided(&out), &out, shard);
     }
     if args.report_only {
-        return report::write(&runs, &out, &margins);
+        return report::write(&decided(&out), &out, &margins);
     }
     if args.jobs == 0 {
         bail!("--jobs must be at least 1")
@@ -88,7 +104,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
         keep_stale: args.keep_stale,
     };
     let start = Instant::now();
-    let result = sweep::run_sweep(&runs, &out, &opts)?;
+    let result = match &tuned {
+        Some(key) => sweep::tune::run_tuned_sweep(&runs, key, &out, &opts)?,
+        None => sweep::run_sweep(&runs, &out, &opts)?,
+    };
     let count = |f: fn(&Outcome) -> bool| result.outcomes.iter().filter(|(_, o)| f(o)).count();
     println!(
         "{} runs of shard {shard} ({} trained, {} resumed, {} already finished, {} failed, {} claimed elsewhere) \
@@ -104,7 +123,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         result.peak_rss_mib.map(|m| format!("{m:.0} MiB (sum of the jobs)")).unwrap_or("unknown".into()),
     );
     if shard == Shard::ALL {
-        report::write(&runs, &out, &margins)
+        report::write(&decided(&out), &out, &margins)
     } else {
         report::fail_on_failures(&result.outcomes)
     }

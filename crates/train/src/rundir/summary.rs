@@ -26,6 +26,9 @@ pub struct Summary {
     pub metric: String,
     /// Run seed.
     pub seed: u64,
+    /// Training compute (GPT runs; absent in older summaries and for other models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<crate::compute::Compute>,
     /// The task's own scores, with the task's name as `task`.
     #[serde(flatten)]
     pub scores: TaskScores,

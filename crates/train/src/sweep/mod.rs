@@ -25,7 +25,8 @@
 //! Modules: [`plan`] (expansion), [`naming`] (safe, distinct directory names), [`shard`]
 //! (stable assignment to shards), [`stale`] (finished runs trained on other inputs), [`record`] (the sweep's
 //! files in a run directory), [`one`] (training one planned run), [`jobs`] (the scheduler),
-//! [`progress`] (what the user sees while it runs). A run is claimed with the one run-directory
+//! [`progress`] (what the user sees while it runs), [`tune`] (a tuned axis: selection on the
+//! first seed's validation loss, the other seeds at the chosen value). A run is claimed with the one run-directory
 //! lock, [`crate::lock::RunLock`], and trained under it.
 
 pub mod jobs;
@@ -36,6 +37,7 @@ pub mod progress;
 pub mod record;
 pub mod shard;
 pub mod stale;
+pub mod tune;
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +69,10 @@ pub struct SweepFile {
     /// [`SweepFile::margins`].
     #[serde(default)]
     pub margins: toml::Table,
+    /// One dotted key -> its values, tuned per configuration on the first seed's validation
+    /// loss; the other seeds run at the chosen value only ([`tune`]).
+    #[serde(default)]
+    pub tune: toml::Table,
 }
 
 impl SweepFile {

@@ -33,6 +33,7 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
     if sweep.base.is_empty() {
         bail!("the sweep has no [[base]] run config")
     }
+    super::tune::tuned_key(sweep)?;
     let mut runs = Vec::new();
     let mut base_names = Vec::new();
     for (i, base) in sweep.base.iter().enumerate() {
@@ -52,8 +53,10 @@ pub fn expand(sweep: &SweepFile, sweep_dir: &Path) -> Result<Vec<PlannedRun>> {
             base_name = format!("{base_name}-{}", i + 1);
         }
         base_names.push(base_name.clone());
-        let axes =
-            grid_axes(&merged_grid(&sweep.grid, &base.grid)).with_context(|| format!("base {base_name}"))?;
+        // A tuned key expands like an axis; which of its runs train is the tuner's choice.
+        let mut grid = merged_grid(&sweep.grid, &base.grid);
+        grid.extend(sweep.tune.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let axes = grid_axes(&grid).with_context(|| format!("base {base_name}"))?;
         if let Some((key, _)) = axes.iter().find(|(key, _)| base.set.contains_key(key)) {
             bail!(
                 "base {base_name}: `{key}` is both in its `set` and a grid axis, whose values would replace \
