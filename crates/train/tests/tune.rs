@@ -35,6 +35,7 @@ fn tuning_picks_the_planted_best_rate_and_runs_the_other_seeds_only_there() -> a
         executor: Executor::InProcess(TrainOptions::new(&Device::Cpu)),
         shard: Shard::ALL,
         retry: RetryPolicy::default(),
+        keep_stale: false,
     };
     let result = tune::run_tuned_sweep(&runs, &key, &out, &opts)?;
     assert_eq!(result.outcomes.len(), 2 * (3 + 2), "3 rates at seed 5, then seeds 6 and 7");
