@@ -63,7 +63,8 @@ fn part_names(k: usize, n: usize) -> (String, String) {
 }
 
 /// Loss curves of `group`: train (EMA-smoothed) and validation loss, one line per
-/// configuration (mean over its seeds, with a mean ± std band), and below each the difference of
+/// configuration (mean over its seeds, with a mean ± std band, or on a log axis the band from the
+/// smallest to the largest seed, so that it never crosses zero), and below each the difference of
 /// the means to the configuration's baseline (`baselines[i]`, see [`crate::baseline::baselines`])
 /// on its own zoomed axis. Writes `dir/{id}_loss_{step|wall}.{png,svg}`, or with more
 /// configurations than [`MAX_LINES`], one picture per [`picture_parts`] part,
@@ -90,7 +91,7 @@ pub fn loss_curves(
         let mut top = Vec::new();
         let mut bottom = Vec::new();
         for ((split, name), curves) in splits.iter().zip(&curves) {
-            let series: Vec<Series> = part
+            let mut series: Vec<Series> = part
                 .iter()
                 .enumerate()
                 .map(|(color, &i)| {
@@ -109,8 +110,17 @@ pub fn loss_curves(
                 })
                 .collect();
             let log_y = Panel::spans(&series, 4.0);
+            if log_y {
+                // mean ± std can reach below zero, which a log axis cannot show: min to max.
+                for (s, &i) in series.iter_mut().zip(part) {
+                    if !s.band.is_empty() {
+                        s.band = curves[i].iter().map(|p| (p.0, p.3, p.4)).collect();
+                    }
+                }
+            }
+            let spread = if log_y { "mean over seeds, band min to max" } else { "mean ± std over seeds" };
             top.push(Panel {
-                title: format!("{name}, mean ± std over seeds"),
+                title: format!("{name}, {spread}"),
                 x_label: x_label.into(),
                 y_label: "loss".into(),
                 integer_x: false,
@@ -151,9 +161,9 @@ pub fn loss_curves(
     Ok(files)
 }
 
-/// Points `(x, mean, std)` of one configuration's curve over its seeds, at the steps every seed
-/// logged; `x` is the step or the mean wall time at that step.
-type SeedCurve = Vec<(f64, f64, f64)>;
+/// Points `(x, mean, std, min, max)` of one configuration's curve over its seeds, at the steps
+/// every seed logged; `x` is the step or the mean wall time at that step.
+type SeedCurve = Vec<(f64, f64, f64, f64, f64)>;
 
 fn seed_curve(runs: &[Run], members: &[usize], split: Split, x: XAxis) -> SeedCurve {
     use std::collections::BTreeMap;
@@ -178,7 +188,9 @@ fn seed_curve(runs: &[Run], members: &[usize], split: Split, x: XAxis) -> SeedCu
             let xm = v.iter().map(|p| p.0).sum::<f64>() / v.len() as f64;
             let ys: Vec<f64> = v.iter().map(|p| p.1).collect();
             let m = MeanStd::of(&ys)?;
-            Some((xm, m.mean, m.std.unwrap_or(0.0)))
+            let (lo, hi) =
+                ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(*y), b.max(*y)));
+            Some((xm, m.mean, m.std.unwrap_or(0.0), lo, hi))
         })
         .collect()
 }

@@ -21,7 +21,7 @@ pub fn normalisation(groups: &[GroupReport], baseline: &str) -> Part {
             let row = loss_table.and_then(|t| t.rows.iter().find(|c| c.label == sg.label).map(|c| (t, c)));
             let loss = row.map_or_else(
                 || format!("no `{baseline}` run with these settings to compare with"),
-                |(t, c)| format!("final val loss vs {}: {}", c.baseline, verdict(c, t.quantity.diff_digits)),
+                |(t, c)| format!("final val loss vs {}: {}", c.baseline, verdict(&t.quantity, c)),
             );
             let tv = sg.numbers.get(TV_TO_DOT);
             let same = tv.map_or(String::new(), |m| {
@@ -68,7 +68,7 @@ pub fn geometry(groups: &[GroupReport]) -> Part {
     let mut statements = Vec::new();
     for g in groups {
         for t in tables_for(g, Question::Geometry) {
-            statements.push(table_statement(g, t, t.quantity.diff_digits));
+            statements.push(table_statement(g, t));
         }
         let flagged: Vec<String> = g
             .seed_groups
@@ -110,7 +110,7 @@ pub fn dynamics(groups: &[GroupReport]) -> Part {
         let (losses, others): (Vec<_>, Vec<_>) =
             tables_for(g, Question::Dynamics).partition(|t| t.quantity.unit == Unit::Nats);
         for t in losses {
-            statements.push(table_statement(g, t, t.quantity.diff_digits));
+            statements.push(table_statement(g, t));
         }
         if !g.escapes.is_empty() {
             any_escape = true;
@@ -150,7 +150,7 @@ pub fn dynamics(groups: &[GroupReport]) -> Part {
             });
         }
         for t in others {
-            statements.push(table_statement(g, t, t.quantity.diff_digits));
+            statements.push(table_statement(g, t));
         }
     }
     let mut gaps = Vec::new();
@@ -175,7 +175,7 @@ pub fn cost(groups: &[GroupReport], baseline: &str) -> Part {
     for g in groups {
         for t in tables_for(g, Question::Cost) {
             if t.quantity.unit != Unit::ItemsPerSecond {
-                statements.push(table_statement(g, t, t.quantity.diff_digits));
+                statements.push(table_statement(g, t));
                 continue;
             }
             let ratios: Vec<String> = t
@@ -188,7 +188,7 @@ pub fn cost(groups: &[GroupReport], baseline: &str) -> Part {
                 text: format!("`{}`, {} relative to {baseline}: {}.", g.id, t.header, ratios.join(", ")),
                 runs: table_runs(t),
             });
-            statements.push(table_statement(g, t, t.quantity.diff_digits));
+            statements.push(table_statement(g, t));
         }
     }
     let gaps = if statements.is_empty() {

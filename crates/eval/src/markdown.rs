@@ -38,8 +38,13 @@ pub fn render(report: &Report) -> String {
 /// The findings (the opening section of `report.md`).
 fn findings(f: &Findings) -> String {
     let mut s = String::from("## Findings\n\n");
-    s += "Differences are mean over seeds minus the baseline's, with a 95% Welch interval; \
-          *significant* means Holm-corrected p < 0.05 across the configurations of one quantity.\n\n";
+    s += "Differences are mean over seeds minus the baseline's, with a 95% interval per comparison (not \
+          corrected for multiplicity); the test is a paired t on per-seed differences when every seed ran on \
+          both sides, else Welch's. Each comparison ends in one of three verdicts, at the family-wise level \
+          over the configurations of one quantity: *different* (Holm-corrected p < 0.05), *equivalent within \
+          ±δ* (both one-sided tests of TOST reject, Holm-corrected p < 0.05, with the quantity's margin δ) or \
+          *not resolved*, with the smallest difference the seeds could detect (80% power at the observed \
+          spread, α = 0.05 / rows). Ratios are of means, with Fieller's 95% interval.\n\n";
     for (i, p) in f.parts.iter().enumerate() {
         s += &format!("### {}. {}\n\n", i + 1, p.title);
         for st in &p.statements {

@@ -106,11 +106,12 @@ pub struct Quantity {
 
 impl Quantity {
     /// The row of a task's column: its declared key, header, unit, digits, direction, margin
-    /// and question; differences of throughput in whole items per second, others at 4
-    /// decimals.
+    /// and question; differences of throughput in whole items per second, of step times in
+    /// hundredths of a millisecond, others at 4 decimals.
     pub fn of_column(c: &Column) -> Self {
         let diff_digits = match c.unit {
             Unit::ItemsPerSecond => 0,
+            Unit::Milliseconds => 2,
             Unit::Nats
             | Unit::BitsPerChar
             | Unit::BitsPerToken
@@ -119,7 +120,6 @@ impl Quantity {
             | Unit::AbsoluteError
             | Unit::Distance
             | Unit::Steps
-            | Unit::Milliseconds
             | Unit::Seconds
             | Unit::Ratio
             | Unit::Score
@@ -149,6 +149,47 @@ impl Quantity {
     /// The row whose comparison the findings report under `question`.
     pub const fn informs(self, question: Question) -> Self {
         Self { question: Some(question), ..self }
+    }
+
+    /// A quantity on a ratio scale (a true zero: losses, errors, distances, costs), whose ratio
+    /// to the baseline's mean the report gives; fractions and dimensionless shares are not.
+    pub fn ratio_scale(&self) -> bool {
+        match self.unit {
+            Unit::Nats
+            | Unit::BitsPerChar
+            | Unit::BitsPerToken
+            | Unit::SquaredError
+            | Unit::AbsoluteError
+            | Unit::Distance
+            | Unit::Steps
+            | Unit::ItemsPerSecond
+            | Unit::Milliseconds
+            | Unit::Seconds
+            | Unit::Score
+            | Unit::Positions => true,
+            Unit::Fraction | Unit::Ratio => false,
+        }
+    }
+
+    /// The words of a ratio below and above 1: `closer` / `farther` for distances, `lower` /
+    /// `higher` otherwise.
+    pub fn ratio_words(&self) -> (&'static str, &'static str) {
+        match self.unit {
+            Unit::Distance => ("closer", "farther"),
+            Unit::Nats
+            | Unit::BitsPerChar
+            | Unit::BitsPerToken
+            | Unit::SquaredError
+            | Unit::AbsoluteError
+            | Unit::Steps
+            | Unit::ItemsPerSecond
+            | Unit::Milliseconds
+            | Unit::Seconds
+            | Unit::Score
+            | Unit::Positions
+            | Unit::Fraction
+            | Unit::Ratio => ("lower", "higher"),
+        }
     }
 
     /// Compared with the baseline: it declares a margin.

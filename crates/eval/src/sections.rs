@@ -4,11 +4,13 @@
 use std::fmt::Write;
 
 use crate::dynamics::lr_text;
+use crate::stats::compare::Verdict;
 use crate::stats::{fmt_num, p_text};
 use crate::types::GroupReport;
 
 /// `### Differences to the baseline`: per quantity, each configuration's mean over seeds, its
-/// baseline's, the difference with its 95% Welch interval, Welch's p and Holm's p.
+/// baseline's, the test (paired or Welch), the difference with its 95% interval, the ratio of
+/// means with Fieller's interval, Holm's p, the margin, TOST's Holm p, and the verdict.
 pub fn comparisons(s: &mut String, g: &GroupReport) {
     if g.comparisons.is_empty() {
         return;
@@ -16,17 +18,25 @@ pub fn comparisons(s: &mut String, g: &GroupReport) {
     let _ = writeln!(s, "### Differences to the baseline\n");
     let _ = writeln!(
         s,
-        "Each configuration against the baseline run with the same task and settings: mean ± std over seeds, \
-         difference of means with its 95% interval (Welch–Satterthwaite), Welch's two-sided p, and Holm's p \
-         across the rows of one table. **Bold**: the interval excludes zero. With one seed on a side no test is \
-         possible and the row says so.\n"
+        "Each configuration against the baseline run with the same task and settings: mean ± std over seeds; \
+         the test: *paired t* on the per-seed differences when every seed ran on both sides (same seed, same \
+         batches and shared initial weights), else *Welch*; the difference of means with its 95% interval \
+         (per comparison, not corrected for multiplicity); the ratio of means with Fieller's 95% interval \
+         (positive quantities); Holm's p across the rows of one table; the margin ±δ; the TOST p of \
+         equivalence within ±δ, Holm-corrected across the rows. Verdict: *different* when Holm's p < 0.05, \
+         *equivalent* when TOST's Holm p < 0.05, else *not resolved*, with the smallest difference the seeds \
+         detect with 80% power at the observed spread (two-sided, α = 0.05 / rows). **Bold**: the interval \
+         excludes zero. With one seed on a side no test is possible and the row says so.\n"
     );
     for t in &g.comparisons {
         let digits = t.quantity.diff_digits;
-        let _ = writeln!(s, "**{}** (`{}`)\n", t.header, t.key);
-        let _ =
-            writeln!(s, "| configuration | n | mean | baseline | n | mean | diff [95% CI] | p | p (Holm) |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        let margin = t.quantity.margin.map_or("-".to_string(), |m| m.text());
+        let _ = writeln!(s, "**{}** (`{}`, margin {margin})\n", t.header, t.key);
+        let _ = writeln!(
+            s,
+            "| configuration | n | mean | baseline | n | mean | test | diff [95% CI] | ratio [95% CI] | p (Holm) | ±δ | TOST p (Holm) | verdict |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for c in &t.rows {
             let ms = |m: f64, sd: Option<f64>| match sd {
                 Some(sd) => format!("{} ± {}", fmt_num(m, digits), fmt_num(sd, digits)),
@@ -34,20 +44,30 @@ pub fn comparisons(s: &mut String, g: &GroupReport) {
             };
             let diff = c.diff_text(digits);
             let diff = if c.excludes_zero() { format!("**{diff}**") } else { diff };
-            let (p, ph) = match (c.p, c.p_holm, c.no_test) {
-                (Some(p), Some(ph), _) => (p_text(p), p_text(ph)),
-                (_, _, Some(why)) => (why.text().to_string(), "-".into()),
-                _ => ("-".into(), "-".into()),
+            let ratio = c.ratio.map_or("-".into(), |r| {
+                format!("{} [{}, {}]", fmt_num(r.ratio, 3), fmt_num(r.low, 3), fmt_num(r.high, 3))
+            });
+            let test = c.test.map_or("-", |k| k.text());
+            let p = |x: Option<f64>| x.map_or("-".to_string(), p_text);
+            let delta = c.delta.map_or("-".into(), |d| fmt_num(d, digits));
+            let verdict = match (c.verdict, c.no_test, c.detectable) {
+                (Verdict::NoTest, Some(why), _) => why.text().to_string(),
+                (Verdict::NotResolved, _, Some(d)) => {
+                    format!("not resolved (detectable: {})", fmt_num(d, digits))
+                }
+                (v, _, _) => v.text().to_string(),
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {diff} | {p} | {ph} |",
+                "| {} | {} | {} | {} | {} | {} | {test} | {diff} | {ratio} | {} | {delta} | {} | {verdict} |",
                 c.label,
                 c.n,
                 ms(c.mean, c.std),
                 c.baseline,
                 c.n_base,
-                ms(c.mean_base, c.std_base)
+                ms(c.mean_base, c.std_base),
+                p(c.p_holm),
+                p(c.p_tost_holm),
             );
         }
         let _ = writeln!(s);

@@ -1,9 +1,13 @@
-//! Small statistics: mean and sample standard deviation, exponential smoothing; Welch's test,
-//! Holm's correction and the comparisons with a baseline in the submodules.
+//! Small statistics: mean and sample standard deviation, exponential smoothing; in the
+//! submodules the t-tests (Welch, paired), TOST, power, Fieller's ratio interval, Holm's
+//! correction and the comparisons with a baseline that end in a verdict.
 
 pub mod compare;
 pub mod holm;
-pub mod welch;
+pub mod power;
+pub mod ratio;
+pub mod tost;
+pub mod ttest;
 
 use serde::Serialize;
 
