@@ -31,7 +31,10 @@ impl Threshold {
         match task? {
             TaskConfig::Recall(_) => Some(Threshold::AccuracyAbove(0.9)),
             TaskConfig::Text(t) if t.char_level() => Some(Threshold::LossBelow(2.0)),
-            TaskConfig::Text(_) | TaskConfig::Scattered(_) | TaskConfig::Prototype(_) => None,
+            TaskConfig::Text(_)
+            | TaskConfig::Scattered(_)
+            | TaskConfig::Prototype(_)
+            | TaskConfig::Regression(_) => None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod findings;
 pub mod findings_parts;
 pub mod geometry;
 pub mod group;
+pub mod icl_curves;
 pub mod linalg;
 pub mod maps;
 pub mod markdown;

@@ -42,6 +42,7 @@ pub fn task_pictures(
         out.extend(match picture {
             Picture::PrototypeMaps => prototype_maps(dir, &group.id, &firsts)?,
             Picture::FrankeErrorMaps => franke_maps(dir, &group.id, &firsts)?,
+            Picture::ErrorByContextSize => crate::icl_curves::error_curves(dir, group, runs)?,
         });
     }
     Ok(out)

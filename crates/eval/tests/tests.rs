@@ -6,5 +6,6 @@ mod diagnostics;
 mod findings;
 mod geometry;
 mod honest;
+mod icl;
 mod report;
 mod stats;

@@ -24,7 +24,8 @@ fn default_norm_eps() -> f64 {
 /// Configuration of a [`SetRegressor`]; the field names are the GPT's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SetRegressorConfig {
-    /// Dimension of the input points `x` (1 or 2 for the `scattered` task).
+    /// Dimension of the input points `x`, any `d >= 1` (the `scattered` task takes 1 or 2, the
+    /// `regression` task any).
     pub dim: usize,
     /// Number of transformer blocks.
     pub n_layer: usize,

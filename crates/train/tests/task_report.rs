@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 
 use attnlab_train::rundir::Summary;
 use attnlab_train::tasks::franke::Errors;
+use attnlab_train::tasks::icl_curve::{ErrorCurve, IclBaseline, RegressionScores};
 use attnlab_train::tasks::prototype::{KeyDistances, PrototypeScores};
 use attnlab_train::tasks::recall::RecallScores;
+use attnlab_train::tasks::regression::{FunctionFamily, RegressionConfig};
 use attnlab_train::tasks::report::{Margin, Source, Unit};
 use attnlab_train::tasks::scattered::{FrankeScores, ScatteredScores};
 use attnlab_train::tasks::text::TextScores;
@@ -104,7 +106,20 @@ fn every_declared_column_is_a_number_of_the_task_summary() {
             }),
         ),
     ];
-    for (cfg, scores) in cases {
+    let curve = ErrorCurve {
+        counts: vec![1, 2, 3, 4],
+        model: vec![1.0, 0.8, 0.6, 0.5],
+        baselines: IclBaseline::ALL
+            .iter()
+            .map(|b| (b.name().to_string(), vec![1.0, 0.5, 0.2, 0.1]))
+            .collect(),
+        bandwidths: vec![1.0; 4],
+    };
+    let regression = (
+        TaskConfig::Regression(RegressionConfig::new(FunctionFamily::Linear, 2, 4)),
+        TaskScores::Regression(RegressionScores::from_curve(curve, 2).expect("a curve to 2d")),
+    );
+    for (cfg, scores) in cases.into_iter().chain([regression]) {
         assert_eq!(cfg.name(), scores.task());
         let keys = summary_keys(scores);
         let report = cfg.report();

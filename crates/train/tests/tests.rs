@@ -14,6 +14,7 @@ mod nanogpt;
 mod optim;
 mod overfit;
 mod recall;
+mod regression;
 mod reliability;
 mod resume;
 mod rundir;

@@ -7,9 +7,12 @@
 
 pub mod augment;
 pub mod franke;
+pub mod icl_baselines;
+pub mod icl_curve;
 pub mod moons;
 pub mod prototype;
 pub mod recall;
+pub mod regression;
 pub mod report;
 pub mod scattered;
 pub mod shepard;
@@ -26,6 +29,7 @@ use crate::config::RunConfig;
 use crate::task::{Batch, Task};
 pub use prototype::{PrototypeTask, PrototypeTaskConfig};
 pub use recall::{RecallConfig, RecallTask};
+pub use regression::{RegressionConfig, RegressionTask};
 pub use report::{Column, Picture, TaskReport, TaskScores, Unit, nats_to_bits};
 pub use scattered::{ScatteredConfig, ScatteredTask};
 pub use text::{TextConfig, TextTask};
@@ -42,6 +46,8 @@ pub enum TaskConfig {
     Scattered(ScatteredConfig),
     /// McCarter's prototype networks on two moons.
     Prototype(PrototypeTaskConfig),
+    /// In-context regression of linear, sparse linear, ReLU-network and bump functions.
+    Regression(RegressionConfig),
 }
 
 impl TaskConfig {
@@ -52,6 +58,7 @@ impl TaskConfig {
             TaskConfig::Recall(_) => "recall",
             TaskConfig::Scattered(_) => "scattered",
             TaskConfig::Prototype(_) => "prototype",
+            TaskConfig::Regression(_) => "regression",
         }
     }
 
@@ -62,6 +69,7 @@ impl TaskConfig {
             TaskConfig::Recall(c) => c.validate(),
             TaskConfig::Scattered(c) => c.validate(),
             TaskConfig::Prototype(c) => c.validate(),
+            TaskConfig::Regression(c) => c.validate(),
         }
     }
 
@@ -72,6 +80,7 @@ impl TaskConfig {
             TaskConfig::Recall(c) => c.report(),
             TaskConfig::Scattered(c) => c.report(),
             TaskConfig::Prototype(c) => c.report(),
+            TaskConfig::Regression(c) => c.report(),
         }
     }
 }
@@ -106,6 +115,7 @@ pub fn build_task(run: &RunConfig, env: &TaskEnv) -> Result<(RunConfig, Box<dyn 
         }
         TaskConfig::Scattered(c) => Box::new(ScatteredTask::new(c, run.seed, &env.device)?),
         TaskConfig::Prototype(c) => Box::new(PrototypeTask::new(c, run.seed, &env.device)?),
+        TaskConfig::Regression(c) => Box::new(RegressionTask::new(c, run.seed, &env.device)?),
     };
     let mut resolved = run.clone();
     task.configure_model(&mut resolved.model)?;

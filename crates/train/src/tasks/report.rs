@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::icl_curve::RegressionScores;
 use super::prototype::PrototypeScores;
 use super::recall::RecallScores;
 use super::scattered::ScatteredScores;
@@ -25,6 +26,8 @@ pub enum TaskScores {
     Scattered(ScatteredScores),
     /// Prototype classification.
     Prototype(PrototypeScores),
+    /// In-context regression.
+    Regression(RegressionScores),
 }
 
 impl TaskScores {
@@ -35,6 +38,7 @@ impl TaskScores {
             TaskScores::Recall(_) => "recall",
             TaskScores::Scattered(_) => "scattered",
             TaskScores::Prototype(_) => "prototype",
+            TaskScores::Regression(_) => "regression",
         }
     }
 }
@@ -223,6 +227,9 @@ pub enum Picture {
     PrototypeMaps,
     /// 2-D interpolators: |error| maps of Franke's F1 beside the classical baselines.
     FrankeErrorMaps,
+    /// In-context regressors: squared error against the number of in-context examples, one
+    /// line per configuration and per classical baseline (Garg et al. 2022, Figure 2).
+    ErrorByContextSize,
 }
 
 /// What the report shows for a task.
