@@ -412,7 +412,10 @@ fn a_killed_sweeps_jobs_die_with_it() {
     assert!(orphans.is_empty(), "jobs {orphans:?} outlived their sweep");
     let plan = bin().current_dir(dir).args(["sweep", &s(&file), "--plan"]).output().expect("plan");
     let text = ok(&plan);
-    assert!(!text.lines().any(|l| l.starts_with("running(locked)")), "no lock is held after the sweep died: {text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("running(locked)")),
+        "no lock is held after the sweep died: {text}"
+    );
     assert!(text.contains("2 pending(resumable)"), "each job saved a checkpoint: {text}");
 }
 
@@ -436,7 +439,8 @@ fn saved_configs_write_out_defaults_and_older_ones_still_resume() {
     // An older run: the defaults unset in both copies of its config.
     for file in ["config.json", "last/config.json", "best/config.json"] {
         let path = dot.join(file);
-        let mut v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).expect("read")).expect("json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).expect("read")).expect("json");
         v["model"].as_object_mut().expect("model").remove("attn_scale");
         fs::write(&path, v.to_string()).expect("write");
     }
