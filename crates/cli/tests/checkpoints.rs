@@ -125,7 +125,8 @@ fn an_unreadable_checkpoint_is_named_by_every_reader_and_never_called_diverged()
         let out = bin().args(["sample", &s(&run), "--tokens", "3"]).output().expect("sample");
         let err = failed(&out);
         assert!(err.contains(says) && !err.contains("diverged"), "{name}: {err}");
-        let out = bin().args(["train", &s(&config), "--resume", &s(&run)]).output().expect("resume");
+        let out = bin().args(["train", &s(&config), "--resume", &s(&run), "--set", "train.steps=5"]).output();
+        let out = out.expect("resume");
         let err = failed(&out);
         assert!(!err.contains("diverged"), "{name}: {err}");
         // (A resume refuses an edited model config before it reads the weights.)
@@ -236,7 +237,8 @@ fn wait_for_lines(run: &Path, lines: usize, child: &mut std::process::Child) {
     }
 }
 
-/// Case 13: after SIGINT, SIGTERM or kill -9 at several moments and `--resume`, the run's
+/// Case 13: after SIGINT (exit 130), SIGTERM (exit 143) or kill -9 at several moments and
+/// `--resume`, the run's
 /// `metrics.jsonl` is the uninterrupted run's, byte for byte, timing fields removed (lines kept
 /// by the resume are copied as text; the ones after it print floats as the straight run does).
 #[test]
@@ -259,6 +261,13 @@ fn a_resumed_log_is_the_uninterrupted_logs_bytes() {
         let status = child.wait().expect("wait");
         if killed.is_ok_and(|k| k.success()) && !status.success() {
             interrupted += 1;
+            // Stopped by a signal it handles: 128 + the signal, after saving.
+            let expected = match signal {
+                "INT" => Some(130),
+                "TERM" => Some(143),
+                _ => None,
+            };
+            assert_eq!(status.code(), expected, "{signal}: exit status");
         }
         let resumed = bin().args(["train", &s(&config), "--resume", &s(&run)]).args(set).output();
         ok(&resumed.expect("resume"));
@@ -403,5 +412,39 @@ fn a_killed_sweeps_jobs_die_with_it() {
     assert!(orphans.is_empty(), "jobs {orphans:?} outlived their sweep");
     let plan = bin().current_dir(dir).args(["sweep", &s(&file), "--plan"]).output().expect("plan");
     let text = ok(&plan);
-    assert!(!text.contains("running(locked)"), "no lock is held after the sweep died: {text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("running(locked)")),
+        "no lock is held after the sweep died: {text}"
+    );
+    assert!(text.contains("2 pending(resumable)"), "each job saved a checkpoint: {text}");
+}
+
+/// A run's saved config writes out the defaults its metric reads (`attn_scale` = 1/sqrt(8) for
+/// `dot` with 2 heads of width 16, `power` for `neg_euclid`), and a config of an earlier
+/// version without them still loads and resumes.
+#[test]
+fn saved_configs_write_out_defaults_and_older_ones_still_resume() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tiny(tmp.path(), &smoke());
+    let dot = tmp.path().join("dot");
+    train(&config, &dot, &["--set", "train.steps=5"]);
+    let model = |run: &Path| -> serde_json::Value {
+        let text = fs::read_to_string(run.join("last/config.json")).expect("config");
+        serde_json::from_str::<serde_json::Value>(&text).expect("json")["model"].clone()
+    };
+    assert_eq!(model(&dot)["attn_scale"], serde_json::json!(1.0 / 8f64.sqrt()));
+    let euclid = tmp.path().join("euclid");
+    train(&config, &euclid, &["--set", "train.steps=2", "--set", "model.metric=neg_euclid"]);
+    assert_eq!(model(&euclid)["power"], serde_json::json!(1.0));
+    // An older run: the defaults unset in both copies of its config.
+    for file in ["config.json", "last/config.json", "best/config.json"] {
+        let path = dot.join(file);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).expect("read")).expect("json");
+        v["model"].as_object_mut().expect("model").remove("attn_scale");
+        fs::write(&path, v.to_string()).expect("write");
+    }
+    ok(&bin().args(["sample", &s(&dot), "--tokens", "3"]).output().expect("sample"));
+    let more = ["--set", "train.steps=10", "--set", "train.lr_decay_steps=5"];
+    ok(&bin().args(["train", &s(&config), "--resume", &s(&dot)]).args(more).output().expect("resume"));
 }

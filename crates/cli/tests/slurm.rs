@@ -3,7 +3,8 @@
 //! them), then the two commands README gives: a 2-task job array over the shards and a
 //! dependent job writing the report, which must hold every run exactly once. The daemons stop
 //! at the end. Never skipped silently: without root or the packages it fails with the reason;
-//! only `ATTNLAB_SKIP_SLURM=1` in the environment skips it, and says so.
+//! only `ATTNLAB_SKIP_SLURM=1` in the environment skips it, and says so. Beside it, the batch
+//! script alone under the variables Slurm sets (no cluster): the shard count (case 46).
 
 use std::collections::BTreeMap;
 use std::fs;
