@@ -77,11 +77,11 @@ pub fn verdict_parts(q: &Quantity, c: &Comparison) -> (String, String) {
     let delta = fmt_num(c.delta.unwrap_or(f64::NAN), digits);
     match c.verdict {
         Verdict::Different => {
-            let ratio = ratio_text(q, c).map_or(String::new(), |r| format!(" {r}"));
+            let ratio = ratio_text(q, c).map_or(String::new(), |r| format!(": {r}"));
             let inside =
                 if c.within_margin() { format!("; inside ±{delta} all the same") } else { String::new() };
             let evidence = format!(
-                "({}:{ratio}; {diff}, {}, Holm p {}{inside})",
+                "({}{ratio}; {diff}, {}, Holm p {}{inside})",
                 q.change_word(c.diff),
                 design_text(c),
                 p(c.p_holm)

@@ -228,3 +228,25 @@ fn plateau_escape_and_learning_rate_range_come_from_the_curves() -> anyhow::Resu
     assert!(dynamics.contains("metric=dot: largest learning rate without divergence 0.001"), "{dynamics}");
     Ok(())
 }
+
+#[test]
+fn a_sweep_margin_replaces_the_quantitys_own_and_an_unknown_key_is_refused() -> anyhow::Result<()> {
+    use attnlab_eval::{ReportOptions, write_report_with};
+    use attnlab_train::tasks::report::Margin;
+    let tmp = tempfile::tempdir()?;
+    let dirs = planted(tmp.path(), &seeded(&[0.60, 0.61, 0.62]), &seeded(&[0.61, 0.62, 0.63]));
+    let options = ReportOptions {
+        margins: vec![("final_val_loss".into(), Margin::Relative(0.5))],
+        ..Default::default()
+    };
+    let report = write_report_with(&dirs, &tmp.path().join("report"), &options)?;
+    let row = loss_row(&report);
+    assert!((row.delta.expect("margin") - 0.5 * 0.61).abs() < 1e-12, "{row:?}");
+    let options = ReportOptions {
+        margins: vec![("final_val_los".into(), Margin::Absolute(0.1))],
+        ..Default::default()
+    };
+    let err = write_report_with(&dirs, &tmp.path().join("report2"), &options).expect_err("unknown key");
+    assert!(format!("{err:#}").contains("`final_val_los` names no compared quantity"), "{err:#}");
+    Ok(())
+}

@@ -151,9 +151,12 @@ fn paired_t_and_its_tost_match_scipy_and_statsmodels() {
 
 /// statsmodels 0.15.0 `ttost_ind(x, y, low, upp, usevar="unequal")` on the first two Welch cases:
 /// `(pvalue, p of H0: diff <= low, p of H0: diff >= upp)`.
+/// Two samples, a margin and the expected `(p, p_low, p_high)`.
+type TostCase<'a> = (&'a [f64], &'a [f64], f64, [f64; 3]);
+
 #[test]
 fn welch_tost_matches_statsmodels() {
-    let cases: [(&[f64], &[f64], f64, [f64; 3]); 2] = [
+    let cases: [TostCase; 2] = [
         (CASES[0].0, CASES[0].1, 0.1, [0.008277601527263393, 0.0009930339662978262, 0.008277601527263393]),
         (CASES[1].0, CASES[1].1, 0.05, [0.42158860846049984, 0.011728832295042227, 0.42158860846049984]),
     ];
