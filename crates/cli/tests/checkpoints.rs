@@ -6,38 +6,12 @@
 //! finished runs trained on other inputs are named and not reused (34); a killed sweep's jobs
 //! die with it (54); the Slurm script takes its shard count from the sweep (46, in `slurm.rs`).
 
+use crate::common::{bin, failed, ok, repo, s};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_attnlab"));
-    c.env("RUST_LOG", "warn").env("RAYON_NUM_THREADS", "1").env("NO_COLOR", "1");
-    c
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The command failed with a message (exit 1), not a panic; returns stderr.
-fn failed(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "expected a clean failure: {err}");
-    assert!(err.contains("error:") && !err.contains("panicked"), "{err}");
-    err
-}
 
 /// `tiny.toml` of the cases (1 layer, width 16, block 16, 10 steps) on `corpus`.
 fn tiny(dir: &Path, corpus: &Path) -> PathBuf {

@@ -3,34 +3,12 @@
 //! damaged `tokenizer.json` / `config.json`; the reliability cases 01, 10, 12, 14 and 19.
 //! Every failure is an `error:` line and exit code 1, never a panic (exit 101).
 
+use crate::common::{bin, failed, ok, s};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_attnlab"));
-    c.env("RUST_LOG", "warn").env("RAYON_NUM_THREADS", "1");
-    c
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The run failed with a message (exit 1), not a panic; returns stderr.
-fn failed(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "expected a clean failure: {err}");
-    assert!(err.contains("error:") && !err.contains("panicked"), "{err}");
-    err
-}
 
 const RECALL: &str = "seed = 3\n[model]\nkind = \"gpt\"\nmetric = \"dot\"\nn_layer = 1\nn_head = 2\nn_embd = 16\n[task]\nkind = \"recall\"\nvocab_size = 32\nseq_len = 16\nn_pairs = 4\n[train]\nsteps = 16\nbatch_size = 4\nlr = 3e-3\nwarmup_steps = 2\neval_interval = 4\neval_batches = 1\nckpt_interval = 1\nlog_interval = 4\n";
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod checkpoints;
+mod common;
 mod faults;
 mod slurm;
 mod sweep;

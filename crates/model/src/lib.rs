@@ -6,8 +6,8 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
-pub mod files;
 pub mod dropout;
+pub mod files;
 pub mod fused;
 pub mod gpt;
 pub mod gpu;
