@@ -81,7 +81,9 @@ pub fn head_params_of(tensors: &HashMap<String, Tensor>, n_head: usize) -> Resul
             let t = tensors.get(&name(w)).with_context(|| format!("tensor `{}` is missing", name(w)))?;
             Matrix::of(t).with_context(|| name(w))
         };
-        let (q, k, v, o) = (Matrix::of(wq)?, get("k")?, get("v")?, get("o")?);
+        // A checkpoint with `qk_tied` has no `k_proj`: its keys use the query map.
+        let k_name = if tensors.contains_key(&name("k")) { "k" } else { "q" };
+        let (q, k, v, o) = (Matrix::of(wq)?, get(k_name)?, get("v")?, get("o")?);
         let c = q.cols;
         if q.rows % n_head != 0 || q.rows != k.rows || q.rows != v.rows || o.cols != q.rows || k.cols != c {
             bail!(

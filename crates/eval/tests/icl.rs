@@ -29,6 +29,7 @@ fn regression_run(metric: &str) -> anyhow::Result<RunConfig> {
         [train]
         steps = 10
         batch_size = 4
+        lr = 3e-3
         warmup_steps = 2
         eval_interval = 10
         eval_batches = 1

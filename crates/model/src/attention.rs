@@ -41,11 +41,14 @@ pub struct QkOptions {
     pub norm: QkNorm,
     /// RoPE, if on.
     pub rope: Option<Rope>,
+    /// Keys use the query map (`k_proj` is `q_proj`, no variable of its own).
+    pub tied: bool,
 }
 
 impl MetricAttention {
-    /// Creates `q_proj`, `k_proj`, `v_proj`, `o_proj`, `metric.*` (and for `rms_gain`
-    /// `q_norm`, `k_norm`) under `pb`; `o_std` is the std of the output projection.
+    /// Creates `q_proj`, `k_proj` (not when `qk.tied`: keys then use `q_proj`), `v_proj`,
+    /// `o_proj`, `metric.*` (and for `rms_gain` `q_norm`, `k_norm`) under `pb`; `o_std` is the
+    /// std of the output projection.
     pub fn new(
         c: usize,
         n_head: usize,
@@ -54,10 +57,12 @@ impl MetricAttention {
         o_std: f64,
         pb: &ParamBuilder,
     ) -> Result<Self> {
+        let q_proj = linear(c, c, bias, INIT_STD, &pb.pp("q_proj"))?;
+        let k_proj = if qk.tied { q_proj.clone() } else { linear(c, c, bias, INIT_STD, &pb.pp("k_proj"))? };
         Ok(Self {
             qk: QkTransform::new(qk.norm, qk.rope, c / n_head, pb)?,
-            q_proj: linear(c, c, bias, INIT_STD, &pb.pp("q_proj"))?,
-            k_proj: linear(c, c, bias, INIT_STD, &pb.pp("k_proj"))?,
+            q_proj,
+            k_proj,
             v_proj: linear(c, c, bias, INIT_STD, &pb.pp("v_proj"))?,
             o_proj: linear(c, c, bias, o_std, &pb.pp("o_proj"))?,
             metric: MetricLayer::new(spec, n_head, c / n_head, &pb.pp("metric"))?,

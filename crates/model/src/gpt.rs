@@ -99,7 +99,7 @@ impl GptConfig {
             }
             PosKind::Learned | PosKind::None => None,
         };
-        Ok(QkOptions { norm: self.qk.qk_norm, rope })
+        Ok(QkOptions { norm: self.qk.qk_norm, rope, tied: self.qk.tied() })
     }
 
     /// Rejects a config that does not make sense, naming the field.

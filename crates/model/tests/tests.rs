@@ -12,6 +12,7 @@ mod gpt;
 mod interp;
 mod metric;
 mod qk;
+mod qk_tied;
 mod route;
 mod threads;
 mod util;

@@ -54,11 +54,23 @@ pub struct QkSpec {
     /// MLP's and the final norm.
     #[serde(default = "default_true")]
     pub attn_norm: bool,
+    /// Keys use the query map (`W_K = W_Q`): one parameter, `q_proj`, saved once; unset means
+    /// `false`. With a distance metric this is the tied L2 attention that Kim, Papamakarios and
+    /// Mnih (2021) prove Lipschitz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qk_tied: Option<bool>,
+}
+
+impl QkSpec {
+    /// Whether keys use the query map (`qk_tied`, default `false`).
+    pub fn tied(&self) -> bool {
+        self.qk_tied.unwrap_or(false)
+    }
 }
 
 impl Default for QkSpec {
     fn default() -> Self {
-        Self { qk_norm: QkNorm::None, attn_norm: true }
+        Self { qk_norm: QkNorm::None, attn_norm: true, qk_tied: None }
     }
 }
 
