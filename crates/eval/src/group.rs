@@ -109,6 +109,7 @@ fn seed_groups(runs: &[Run], idx: &[usize]) -> Vec<SeedGroup> {
         }
         None => Vec::new(),
     };
+    let differing = without_resolved_defaults(differing, &groups);
     groups
         .into_iter()
         .map(|(flat, members)| {
@@ -117,6 +118,33 @@ fn seed_groups(runs: &[Run], idx: &[usize]) -> Vec<SeedGroup> {
             SeedGroup { label, metric, runs: members }
         })
         .collect()
+}
+
+/// The keys a saved config writes out for its metric ([`attnlab_model::ModelConfig::resolved`]:
+/// the power of the distance metrics, the score scale of the scaled ones). They differ whenever
+/// the metric does, so they name a configuration only where the other differing keys do not
+/// already tell the configurations apart (a sweep over `model.power`, say).
+const RESOLVED_DEFAULTS: [&str; 2] = ["model.power", "model.attn_scale"];
+
+/// `differing` less each resolved-default key whose values the other keys already determine:
+/// dropping it leaves every configuration distinct. `metric=dot` against `metric=idw`, not
+/// `metric=dot, attn_scale=0.5, power=-` against `metric=idw, attn_scale=-, power=2.0`.
+fn without_resolved_defaults(
+    mut differing: Vec<String>,
+    groups: &[(BTreeMap<String, Value>, Vec<usize>)],
+) -> Vec<String> {
+    for key in RESOLVED_DEFAULTS {
+        let Some(at) = differing.iter().position(|k| k == key) else { continue };
+        let rest: Vec<&String> = differing.iter().filter(|k| *k != key).collect();
+        let project =
+            |f: &BTreeMap<String, Value>| rest.iter().map(|k| f.get(k.as_str()).cloned()).collect::<Vec<_>>();
+        let projected: Vec<_> = groups.iter().map(|(f, _)| project(f)).collect();
+        let distinct = projected.iter().enumerate().all(|(i, a)| projected[..i].iter().all(|b| b != a));
+        if distinct {
+            differing.remove(at);
+        }
+    }
+    differing
 }
 
 /// What the run recorded it depends on beyond its config (`inputs.json`: corpus and tokenizer
