@@ -33,11 +33,25 @@ pub fn metric_keys() -> Vec<String> {
     keys
 }
 
-/// A run's settings: its flattened config without the seed, the name and the metric's keys.
+/// A run's settings: its flattened config without the seed, the name and the metric's keys,
+/// and without `model.attn_scale` where it is the model's default
+/// ([`attnlab_model::ModelConfig::default_scale`], to 1e-12 relative: JSON parsing may move
+/// the last digit): a saved config writes the default out for
+/// the metrics with a score scale only, so `dot` at its default scale has the settings of an
+/// `idw` run, which has none.
 pub fn settings(config: &Value) -> BTreeMap<String, Value> {
     let mut flat = flatten(config);
     for k in metric_keys() {
         flat.remove(&k);
+    }
+    let default = config
+        .get("model")
+        .and_then(|m| serde_json::from_value::<attnlab_model::ModelConfig>(m.clone()).ok())
+        .and_then(|m| m.default_scale());
+    if let (Some(set), Some(default)) = (flat.get("model.attn_scale").and_then(Value::as_f64), default)
+        && (set - default).abs() <= 1e-12 * default.abs()
+    {
+        flat.remove("model.attn_scale");
     }
     flat
 }

@@ -62,6 +62,14 @@ fn regression_runs_get_the_error_curve_picture_and_their_columns() -> anyhow::Re
     {
         assert!(svg.contains(label), "no `{label}` in the picture");
     }
+    // Saved configs write out `dot`'s default score scale and `idw`'s default power (issue 25):
+    // neither may stop `idw` from being compared with `dot`.
+    let val = g.comparisons.iter().find(|t| t.key == "final_val_loss").expect("a final_val_loss comparison");
+    assert!(
+        val.rows.iter().any(|r| r.label == "metric=idw" && r.baseline == "metric=dot"),
+        "idw is compared with dot: {:?}",
+        val.rows.iter().map(|r| (&r.label, &r.baseline)).collect::<Vec<_>>()
+    );
     let md = fs::read_to_string(out.join("report.md"))?;
     assert!(md.contains("regression_icl_curves.png"), "{md}");
     assert!(md.contains("err n=2d") && md.contains("NW n=2d"), "{md}");

@@ -36,25 +36,32 @@ impl ModelConfig {
     /// A config whose sizes do not validate is returned as it is (its error comes from
     /// [`ModelConfig::validate`]).
     pub fn resolved(&self) -> Self {
+        let scale = self.default_scale();
+        let mut out = self.clone();
+        match (&mut out, scale) {
+            (ModelConfig::Gpt(c), Some(scale)) => c.attention = c.attention.resolved(scale),
+            (ModelConfig::SetRegressor(c), Some(scale)) => c.attention = c.attention.resolved(scale),
+            (ModelConfig::Prototype(c), Some(scale)) => c.attention = c.attention.resolved(scale),
+            (_, None) => {}
+        }
+        out
+    }
+
+    /// The score scale this model uses where `attn_scale` is unset: `1/sqrt(head width)` for
+    /// GPTs and set regressors, the paper's for prototype networks
+    /// ([`crate::prototype::PrototypeConfig::default_scale`]); `None` for sizes with no head
+    /// (`n_head = 0`, refused by [`ModelConfig::validate`]). Metrics without a score scale
+    /// ignore it.
+    pub fn default_scale(&self) -> Option<f64> {
         let head_scale = |n_embd: usize, n_head: usize| match n_head {
             0 => None,
             h => Some(1.0 / ((n_embd / h) as f64).sqrt()),
         };
-        let mut out = self.clone();
-        match &mut out {
-            ModelConfig::Gpt(c) => {
-                if let Some(scale) = head_scale(c.n_embd, c.n_head) {
-                    c.attention = c.attention.resolved(scale);
-                }
-            }
-            ModelConfig::SetRegressor(c) => {
-                if let Some(scale) = head_scale(c.n_embd, c.n_head) {
-                    c.attention = c.attention.resolved(scale);
-                }
-            }
-            ModelConfig::Prototype(c) => c.attention = c.attention.resolved(c.default_scale()),
+        match self {
+            ModelConfig::Gpt(c) => head_scale(c.n_embd, c.n_head),
+            ModelConfig::SetRegressor(c) => head_scale(c.n_embd, c.n_head),
+            ModelConfig::Prototype(c) => Some(c.default_scale()),
         }
-        out
     }
 
     /// The attention metric's config name.
