@@ -125,6 +125,16 @@ pub fn build_task(run: &RunConfig, env: &TaskEnv) -> Result<(RunConfig, Box<dyn 
     Ok((resolved, task))
 }
 
+/// Checks that `model` is a set regressor over inputs of `dim` coordinates, as `task` needs;
+/// the error names `model.dim` and `task.dim`, or the model kind `task` needs.
+pub fn set_regressor_of_dim(model: &ModelConfig, dim: usize, task: &str) -> Result<()> {
+    match model {
+        ModelConfig::SetRegressor(m) if m.dim == dim => Ok(()),
+        ModelConfig::SetRegressor(m) => bail!("model.dim ({}) must equal task.dim ({dim})", m.dim),
+        _ => bail!("the {task} task needs model.kind = \"set_regressor\""),
+    }
+}
+
 /// The GPT config inside `model`, or an error saying that `task` needs a GPT.
 pub fn gpt_config<'a>(model: &'a ModelConfig, task: &str) -> Result<&'a GptConfig> {
     match model {

@@ -293,13 +293,7 @@ impl Task for RegressionTask {
     }
 
     fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
-        match model {
-            ModelConfig::SetRegressor(m) if m.dim == self.cfg.dim => Ok(()),
-            ModelConfig::SetRegressor(m) => {
-                bail!("model.dim ({}) must equal task.dim ({})", m.dim, self.cfg.dim)
-            }
-            _ => bail!("the regression task needs model.kind = \"set_regressor\""),
-        }
+        super::set_regressor_of_dim(model, self.cfg.dim, "regression")
     }
 
     fn train_batch(&mut self, _step: usize, rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch> {
