@@ -1,11 +1,13 @@
 //! Small statistics: mean and sample standard deviation, exponential smoothing; in the
 //! submodules the t-tests (Welch, paired), TOST, power, Fieller's ratio interval, Holm's
-//! correction and the comparisons with a baseline that end in a verdict.
+//! correction, the comparisons with a baseline that end in a verdict, and the scaling-law fits
+//! over a ladder of model sizes.
 
 pub mod compare;
 pub mod holm;
 pub mod power;
 pub mod ratio;
+pub mod scaling;
 pub mod tost;
 pub mod ttest;
 
