@@ -57,11 +57,20 @@ pub fn settings(config: &Value) -> BTreeMap<String, Value> {
 }
 
 /// For each seed group of `group`, the index of its baseline seed group: the first other group
-/// with metric `baseline` and the same [`settings`]. `None` for the baseline groups themselves
-/// and for groups whose settings no baseline run shares.
-pub fn baselines(group: &TaskGroup, runs: &[Run], baseline: &str) -> Vec<Option<usize>> {
+/// with metric `baseline` and the same [`settings`], apart from the `tuned` key (a tuned sweep
+/// compares each configuration at its own chosen value with the baseline at the baseline's).
+/// `None` for the baseline groups themselves and for groups whose settings no baseline run
+/// shares.
+pub fn baselines(group: &TaskGroup, runs: &[Run], baseline: &str, tuned: Option<&str>) -> Vec<Option<usize>> {
+    let settings_of = |i: usize| {
+        let mut s = settings(&runs[i].config);
+        if let Some(key) = tuned {
+            s.remove(key);
+        }
+        s
+    };
     let keys: Vec<Option<BTreeMap<String, Value>>> =
-        group.seed_groups.iter().map(|sg| sg.runs.first().map(|&i| settings(&runs[i].config))).collect();
+        group.seed_groups.iter().map(|sg| sg.runs.first().map(|&i| settings_of(i))).collect();
     group
         .seed_groups
         .iter()
@@ -92,4 +101,40 @@ pub fn placement(config: &Value) -> String {
         get("qk_norm", "none"),
         get("attn_norm", "true")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::SeedGroup;
+
+    fn run(metric: &str, lr: f64) -> Run {
+        Run {
+            dir: format!("/runs/{metric}_{lr}").into(),
+            name: format!("{metric}_{lr}"),
+            config: serde_json::json!({"model": {"metric": metric}, "train": {"lr": lr}}),
+            task_config: None,
+            records: Vec::new(),
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn a_tuned_key_is_left_out_when_matching_a_baseline() {
+        let runs = vec![run("dot", 1e-3), run("idw", 3e-3)];
+        let sg =
+            |metric: &str, i: usize| SeedGroup { label: metric.into(), metric: metric.into(), runs: vec![i] };
+        let group =
+            TaskGroup { id: "t".into(), task: "text".into(), seed_groups: vec![sg("dot", 0), sg("idw", 1)] };
+        assert_eq!(
+            baselines(&group, &runs, "dot", None),
+            vec![None, None],
+            "different rates: different settings"
+        );
+        assert_eq!(
+            baselines(&group, &runs, "dot", Some("train.lr")),
+            vec![None, Some(0)],
+            "tuned: dot at its own rate"
+        );
+    }
 }

@@ -20,7 +20,7 @@ use crate::types::{Findings, GroupReport, SeedGroupReport, Statement};
 pub const ANSWER_SWEEP: &str = "configs/sweeps/answer.toml";
 
 /// The findings of the task groups' numbers against `baseline`: normalisation, geometry,
-/// dynamics, cost.
+/// dynamics, cost, and scale.
 pub fn findings(groups: &[GroupReport], baseline: &str) -> Findings {
     Findings {
         parts: vec![
@@ -28,6 +28,7 @@ pub fn findings(groups: &[GroupReport], baseline: &str) -> Findings {
             crate::findings_parts::geometry(groups),
             crate::findings_parts::dynamics(groups),
             crate::findings_parts::cost(groups, baseline),
+            crate::findings_scaling::scaling(groups),
         ],
     }
 }

@@ -23,6 +23,18 @@ pub struct TaskGroup {
     pub seed_groups: Vec<SeedGroup>,
 }
 
+impl TaskGroup {
+    /// The group with only the seed groups `keep` accepts, their labels unchanged (a tuned
+    /// sweep's report compares the seed groups at each configuration's chosen value).
+    pub fn only(&self, keep: impl Fn(&SeedGroup) -> bool) -> TaskGroup {
+        TaskGroup {
+            id: self.id.clone(),
+            task: self.task.clone(),
+            seed_groups: self.seed_groups.iter().filter(|sg| keep(sg)).cloned().collect(),
+        }
+    }
+}
+
 /// Runs that differ only in their seed.
 #[derive(Debug, Clone)]
 pub struct SeedGroup {

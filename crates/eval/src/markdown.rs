@@ -88,6 +88,8 @@ fn group(s: &mut String, g: &GroupReport) {
     let _ = writeln!(s);
     crate::sections::comparisons(s, g);
     crate::sections::dynamics(s, g);
+    crate::sections::tuning(s, g);
+    crate::sections::scaling(s, g);
     let _ = writeln!(s, "### Runs\n");
     table_header(s, "run", "seed", cols);
     for r in &g.runs {

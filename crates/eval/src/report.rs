@@ -23,6 +23,7 @@ use crate::quantity::Quantity;
 use crate::run::Run;
 use crate::screen::Status;
 use crate::stats::{MeanStd, per_layer_mean};
+use crate::tuning::Tuned;
 pub use crate::types::{Findings, GroupReport, Part, Report, RunReport, SeedGroupReport, Statement};
 
 /// Choices of the report.
@@ -40,6 +41,10 @@ pub struct ReportOptions {
     /// Equivalence margins replacing the quantities' own, by quantity key (a sweep file's
     /// `[margins]`); a key that names no compared quantity of the runs is an error.
     pub margins: Vec<(String, Margin)>,
+    /// A sweep's tuned key and its selection and chosen runs: configurations are compared at
+    /// their own chosen values, and the selection curves are tabled and drawn
+    /// ([`crate::tuning`]).
+    pub tuned: Option<Tuned>,
 }
 
 impl Default for ReportOptions {
@@ -49,6 +54,7 @@ impl Default for ReportOptions {
             sweep_report: false,
             stopped: Vec::new(),
             margins: Vec::new(),
+            tuned: None,
         }
     }
 }
@@ -85,7 +91,8 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     let stopped: Vec<Run> = options.stopped.iter().filter_map(|d| Run::load(d).ok()).collect();
     let mut reports = Vec::new();
     for (group, quantities) in groups.iter().zip(&quantities) {
-        reports.push(group_report(group, &runs, &stopped, out, &options.baseline, quantities)?);
+        let context = GroupContext { runs: &runs, stopped: &stopped, out, options };
+        reports.push(group_report(group, &context, quantities)?);
     }
     // Find.
     let findings = crate::findings::findings(&reports, &options.baseline);
@@ -198,14 +205,24 @@ fn seed_group_report(sg: &crate::group::SeedGroup, runs: &[Run], reports: &[&Run
     }
 }
 
-fn group_report(
-    group: &TaskGroup,
-    runs: &[Run],
-    stopped: &[Run],
-    out: &Path,
-    baseline: &str,
-    quantities: &[Quantity],
-) -> Result<GroupReport> {
+/// What every group's report reads beside its own runs.
+struct GroupContext<'a> {
+    runs: &'a [Run],
+    stopped: &'a [Run],
+    out: &'a Path,
+    options: &'a ReportOptions,
+}
+
+/// One task group's report. With a tuned key, `all` holds every value's seed groups: the
+/// learning-rate ranges and the selection curves read them, everything else reads only the
+/// seed groups at each configuration's chosen value.
+fn group_report(all: &TaskGroup, cx: &GroupContext, quantities: &[Quantity]) -> Result<GroupReport> {
+    let GroupContext { runs, stopped, out, options } = *cx;
+    let baseline = options.baseline.as_str();
+    let tuned = options.tuned.as_ref();
+    let chosen_only = |t: &Tuned| all.only(|sg| sg.runs.iter().any(|&i| t.is_chosen(&runs[i])));
+    let compared = tuned.map(chosen_only);
+    let group = compared.as_ref().unwrap_or(all);
     // Analyse.
     let run_reports: Vec<RunReport> = group
         .seed_groups
@@ -219,7 +236,7 @@ fn group_report(
     let seed_groups: Vec<SeedGroupReport> =
         group.seed_groups.iter().map(|sg| seed_group_report(sg, runs, &members(sg))).collect();
     // Compare.
-    let base_of = baselines(group, runs, baseline);
+    let base_of = baselines(group, runs, baseline, tuned.map(|t| t.key.as_str()));
     let finite = |sg: &crate::group::SeedGroup| -> Vec<&RunReport> {
         members(sg).into_iter().filter(|r| !r.non_finite_weights).collect()
     };
@@ -231,6 +248,14 @@ fn group_report(
     let seeds: Vec<Vec<Option<u64>>> =
         per_group.iter().map(|rs| rs.iter().map(|r| r.seed).collect()).collect();
     let comparisons = tables(group, &base_of, &numbers, &names, &seeds, quantities);
+    let loss_table = comparisons.iter().find(|t| t.key == crate::ladder::LOSS_KEY);
+    let margin = quantities
+        .iter()
+        .find(|q| q.key == crate::ladder::LOSS_KEY)
+        .and_then(|q| q.margin)
+        .map_or(crate::ladder::DEFAULT_MARGIN, |m| m.delta(1.0));
+    let tuned_key = tuned.map(|t| t.key.as_str());
+    let scaling = crate::ladder::analyse(group, runs, &run_reports, loss_table, baseline, tuned_key, margin);
     // Pictures.
     let mut figures = Vec::new();
     for x in [XAxis::Step, XAxis::Wall] {
@@ -252,6 +277,19 @@ fn group_report(
     };
     let mut figures = names_of(&figures);
     figures.extend(task_figures.iter().cloned());
+    let tuning = tuned.map(|t| crate::tuning::curves(all, runs, stopped, t)).unwrap_or_default();
+    if let Some(s) = &scaling {
+        match crate::ladder::picture(out, &group.id, s) {
+            Ok(paths) => figures.extend(names_of(&paths)),
+            Err(e) => tracing::warn!(group = %group.id, "scaling picture skipped: {e:#}"),
+        }
+    }
+    if let Some(t) = tuned.filter(|_| !tuning.is_empty()) {
+        match crate::tuning::picture(out, &group.id, &t.key, &tuning) {
+            Ok(paths) => figures.extend(names_of(&paths)),
+            Err(e) => tracing::warn!(group = %group.id, "tuning picture skipped: {e:#}"),
+        }
+    }
     let char_level =
         matches!(first.and_then(|r| r.task_config.as_ref()), Some(TaskConfig::Text(t)) if t.char_level());
     let threshold = first.and_then(|r| Threshold::of_task(r.task_config.as_ref()));
@@ -265,7 +303,10 @@ fn group_report(
         runs: run_reports,
         comparisons,
         escapes: escapes(group, runs, threshold),
-        lr_ranges: lr_ranges(group, runs, stopped),
+        lr_ranges: lr_ranges(all, runs, stopped),
+        tuned_key: tuned.map(|t| t.key.clone()),
+        tuning,
+        scaling,
         figures,
         task_figures,
     })

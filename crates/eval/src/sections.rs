@@ -121,3 +121,102 @@ pub fn dynamics(s: &mut String, g: &GroupReport) {
         let _ = writeln!(s);
     }
 }
+
+/// `### Tuned KEY`: each configuration's selection curve (the first seed's final validation
+/// loss at every tried value) and its chosen value.
+pub fn tuning(s: &mut String, g: &GroupReport) {
+    let Some(key) = &g.tuned_key else { return };
+    if g.tuning.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "### Tuned `{key}`\n");
+    let _ = writeln!(
+        s,
+        "Every value was trained at each configuration's first seed; the value with the lowest final \
+         validation loss was chosen, and the other seeds ran there only. The tables and pictures above \
+         compare each configuration at its own chosen value with its baseline at the baseline's own. \
+         attnlab's tasks have no separate test split: the choice was made on the validation loss the \
+         report compares, so the first seed's number at the chosen value is optimistic by the \
+         selection (the other seeds' are not).\n"
+    );
+    let _ = writeln!(s, "| configuration | final val loss (first seed) per value | chosen |\n|---|---|---|");
+    for c in &g.tuning {
+        let per: Vec<String> = c
+            .points
+            .iter()
+            .map(|p| {
+                let loss = p.loss.map_or("diverged or failed".into(), |l| fmt_num(l, 3));
+                let mark = if Some(p.value) == c.chosen { "**" } else { "" };
+                format!("{}: {mark}{loss}{mark}", lr_text(p.value))
+            })
+            .collect();
+        let chosen = c.chosen.map_or("not chosen".into(), lr_text);
+        let _ = writeln!(s, "| {} | {} | {chosen} |", c.label, per.join(", "));
+    }
+    let _ = writeln!(s);
+}
+
+/// `### Scaling`: each family's sizes, its fit, and its gap to the baseline family per size
+/// (with that size's verdict), the gap's trend and the compute multiplier.
+pub fn scaling(s: &mut String, g: &GroupReport) {
+    use crate::findings_scaling::{fit_text, flops_text, multiplier_text, span_text, trend_text};
+    let Some(sc) = &g.scaling else { return };
+    let _ = writeln!(s, "### Scaling: does it hold as models grow?\n");
+    let _ = writeln!(
+        s,
+        "Final validation loss against training FLOPs C (README \"Compute\"), per configuration up to \
+         its size. Fits: L(C) = E + A·C^-alpha (least squares over every seed, E profiled), or \
+         log-linear L = a + b·log10 C where E is not identified; intervals are 95% percentile \
+         bootstraps over seeds. A gap's trend is its least-squares slope against log10 C; steady \
+         means its 90% interval lies inside ±{} nats per decade.\n",
+        fmt_num(sc.margin, 3)
+    );
+    let _ = writeln!(s, "| configuration | sizes | fit |\n|---|---|---|");
+    for f in &sc.families {
+        let fit = f.fit.as_ref().map_or("-".into(), fit_text);
+        let _ = writeln!(s, "| {} | {} | {fit} |", f.label, span_text(f));
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| configuration | size (FLOPs) | seeds | mean (min-max) | against {} at this size |\n|---|---|---|---|---|",
+        sc.baseline
+    );
+    for f in &sc.families {
+        for r in &f.rungs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} ({}-{}) | {} |",
+                r.label,
+                flops_text(r.compute),
+                r.n,
+                fmt_num(r.mean, 3),
+                fmt_num(r.min, 3),
+                fmt_num(r.max, 3),
+                r.verdict.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let _ = writeln!(s);
+    let versus: Vec<_> = sc.families.iter().filter_map(|f| f.versus.as_ref().map(|v| (f, v))).collect();
+    if !versus.is_empty() {
+        let _ = writeln!(
+            s,
+            "| configuration | against | gap and its trend | compute multiplier |\n|---|---|---|---|"
+        );
+        for (f, v) in versus {
+            let trend = v
+                .trend
+                .as_ref()
+                .map_or("fewer than 2 shared sizes".into(), |t| trend_text(t, v.direction, sc.margin));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {trend} | {} |",
+                f.label,
+                v.baseline,
+                multiplier_text(&v.multiplier, &sc.baseline)
+            );
+        }
+        let _ = writeln!(s);
+    }
+}

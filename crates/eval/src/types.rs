@@ -57,6 +57,13 @@ pub struct GroupReport {
     pub escapes: Vec<Escape>,
     /// Learning rates tried per setting, when the runs span several.
     pub lr_ranges: Vec<LrRange>,
+    /// The sweep's tuned key (`train.lr`), when it tuned one: the seed groups, tables and
+    /// pictures above hold each configuration at its chosen value only.
+    pub tuned_key: Option<String>,
+    /// Each configuration's selection curve over the tuned values (empty without tuning).
+    pub tuning: Vec<crate::tuning::TuneCurve>,
+    /// The scaling ladder, when the compared configurations span several training computes.
+    pub scaling: Option<ScalingReport>,
     /// Pictures, relative to the report directory.
     pub figures: Vec<String>,
     /// The task's own pictures (a subset of `figures`).
@@ -130,4 +137,70 @@ pub struct Part {
 pub struct Findings {
     /// Normalisation, geometry, dynamics, cost.
     pub parts: Vec<Part>,
+}
+
+/// The scaling section of a task group ([`crate::ladder`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScalingReport {
+    /// The metric each family is compared with.
+    pub baseline: String,
+    /// The loss quantity's equivalence margin (nats): a gap moving less than this per decade of
+    /// compute (90% interval) is called steady.
+    pub margin: f64,
+    /// One entry per configuration up to its size, in order of appearance.
+    pub families: Vec<FamilyScaling>,
+}
+
+/// One family: a configuration at every size of the ladder.
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyScaling {
+    /// The configuration without its size keys and tuned value (e.g. `metric=idw, qk_norm=rms`).
+    pub label: String,
+    /// The attention metric.
+    pub metric: String,
+    /// Its sizes, by ascending compute.
+    pub rungs: Vec<RungReport>,
+    /// L(C) fitted over the rungs' seeds.
+    pub fit: Option<crate::stats::scaling::Fit>,
+    /// Against the baseline family, when there is one.
+    pub versus: Option<GapVersus>,
+}
+
+/// One size of a family.
+#[derive(Debug, Clone, Serialize)]
+pub struct RungReport {
+    /// The seed group's label.
+    pub label: String,
+    /// Training FLOPs (mean over its runs; `summary.json` `compute.flops`).
+    pub compute: f64,
+    /// Non-embedding parameters N.
+    pub params: Option<f64>,
+    /// Seeds.
+    pub n: usize,
+    /// Mean final validation loss (nats).
+    pub mean: f64,
+    /// Lowest over seeds.
+    pub min: f64,
+    /// Highest over seeds.
+    pub max: f64,
+    /// The verdict of its final-loss comparison with the baseline at the same size, with its
+    /// evidence (`None` for the baseline or without a comparison).
+    pub verdict: Option<String>,
+    /// Its runs.
+    pub runs: Vec<String>,
+}
+
+/// A family against its baseline family.
+#[derive(Debug, Clone, Serialize)]
+pub struct GapVersus {
+    /// The baseline family's label.
+    pub baseline: String,
+    /// The gap at each shared size and its trend per decade of compute (`None` with fewer than
+    /// two shared sizes).
+    pub trend: Option<crate::stats::scaling::GapTrend>,
+    /// Shrinking, growing, steady within the margin, or not resolved.
+    pub direction: Option<crate::stats::scaling::Trend>,
+    /// How much compute the baseline needs to reach this family's loss at its largest size,
+    /// or why that cannot be read off the baseline's fit.
+    pub multiplier: Result<crate::stats::scaling::Multiplier, String>,
 }

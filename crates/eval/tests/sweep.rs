@@ -170,3 +170,68 @@ fn prototype_and_scattered_runs_get_their_pictures() -> anyhow::Result<()> {
     assert!(md.contains("key→data median") && md.contains("Franke rms") && md.contains("shepard_p2"), "{md}");
     Ok(())
 }
+
+/// A tuned sweep's report (issue 23): seed groups at each configuration's chosen rate only, each
+/// compared with `dot` at dot's chosen rate, and every rate's first-seed loss in the selection
+/// curves, the table and the picture. 1e-2 is the one rate that learns in 12 steps.
+#[test]
+fn a_tuned_sweeps_report_compares_each_configuration_at_its_chosen_rate() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let config = repo().join("configs/smoke.toml");
+    let corpus = repo().join("data/smoke.txt");
+    let text = format!(
+        "[[base]]\nconfig = {:?}\nname = \"t\"\nset = {{ \"task.corpus\" = {:?}, \"train.steps\" = 12, \
+         \"train.eval_interval\" = 6, \"train.ckpt_interval\" = 12 }}\n\
+         [grid]\n\"model.metric\" = [\"dot\", \"idw\"]\nseed = [5, 6]\n\
+         [tune]\n\"train.lr\" = [1e-6, 1e-2]\n",
+        config.display().to_string(),
+        corpus.display().to_string()
+    );
+    let path = tmp.path().join("sweep.toml");
+    fs::write(&path, text)?;
+    let (file, runs) = sweep::load(&path)?;
+    let key = sweep::tune::tuned_key(&file)?.expect("a tuned key");
+    let out = tmp.path().join("out");
+    let opts = TrainOptions::new(&Device::Cpu);
+    sweep::tune::run_tuned_sweep(&runs, &key, &out, &in_process(&opts))?;
+    let choices = sweep::tune::choices(&runs, &key, &out);
+    let dirs = |rs: Vec<&PlannedRun>| -> Vec<PathBuf> { rs.iter().map(|r| r.dir(&out)).collect() };
+    let tuned = attnlab_eval::tuning::Tuned {
+        key: key.clone(),
+        selection: dirs(sweep::tune::selection_runs(&runs, &key)),
+        chosen: dirs(sweep::tune::chosen_runs(&runs, &key, &choices)),
+    };
+    assert_eq!(tuned.selection.len(), 4);
+    assert_eq!(tuned.chosen.len(), 4, "2 metrics x 2 seeds at the chosen rate");
+    let decided: Vec<PathBuf> =
+        sweep::tune::decided_runs(&runs, &key, &out).iter().map(|r| r.dir(&out)).collect();
+    assert_eq!(decided.len(), 6);
+    let options = attnlab_eval::ReportOptions { tuned: Some(tuned), ..Default::default() };
+    let report_dir = tmp.path().join("report");
+    let report = attnlab_eval::write_report_with(&decided, &report_dir, &options)?;
+    let g = &report.groups[0];
+    assert_eq!(g.seed_groups.len(), 2, "only the chosen rate's seed groups: {:?}", g.seed_groups);
+    for sg in &g.seed_groups {
+        assert_eq!(sg.runs.len(), 2, "{}: both seeds", sg.label);
+        assert!(sg.label.contains("lr=0.01"), "{}", sg.label);
+    }
+    let loss = g.comparisons.iter().find(|t| t.key == "final_val_loss").expect("a loss table");
+    assert_eq!(loss.rows.len(), 1, "idw against dot");
+    assert_eq!(loss.rows[0].n, 2);
+    assert_eq!(loss.rows[0].n_base, 2);
+    assert_eq!(g.tuning.len(), 2, "a selection curve per metric");
+    for c in &g.tuning {
+        assert_eq!(c.chosen, Some(1e-2), "{}", c.label);
+        assert_eq!(c.points.len(), 2);
+        let at = |v: f64| c.points.iter().find(|p| p.value == v).and_then(|p| p.loss).expect("a loss");
+        assert!(at(1e-2) < at(1e-6), "{}: the chosen rate has the lower first-seed loss", c.label);
+        assert!(!c.label.contains("lr="), "{}", c.label);
+    }
+    // Without the tuning, the 1e-6 runs would be seed groups of their own.
+    let md = fs::read_to_string(report_dir.join("report.md"))?;
+    assert!(md.contains("### Tuned `train.lr`"), "the tuning table");
+    assert!(report_dir.join("text_tuning.png").exists(), "the tuning picture: {:?}", g.figures);
+    let plain = attnlab_eval::write_report_with(&decided, &tmp.path().join("plain"), &Default::default())?;
+    assert_eq!(plain.groups[0].seed_groups.len(), 4);
+    Ok(())
+}

@@ -8,4 +8,5 @@ mod geometry;
 mod honest;
 mod icl;
 mod report;
+mod scaling;
 mod stats;

@@ -88,8 +88,19 @@ pub fn run(args: SweepArgs) -> Result<()> {
     if args.plan {
         return plan::print(&decided(&out), &out, shard);
     }
+    let tuning = |out: &std::path::Path| {
+        tuned.as_ref().map(|key| {
+            let choices = sweep::tune::choices(&runs, key, out);
+            let dirs = |rs: Vec<&sweep::PlannedRun>| rs.iter().map(|r| r.dir(out)).collect();
+            attnlab_eval::tuning::Tuned {
+                key: key.clone(),
+                selection: dirs(sweep::tune::selection_runs(&runs, key)),
+                chosen: dirs(sweep::tune::chosen_runs(&runs, key, &choices)),
+            }
+        })
+    };
     if args.report_only {
-        return report::write(&decided(&out), &out, &margins);
+        return report::write(&decided(&out), &out, &margins, tuning(&out));
     }
     if args.jobs == 0 {
         bail!("--jobs must be at least 1")
@@ -123,7 +134,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         result.peak_rss_mib.map(|m| format!("{m:.0} MiB (sum of the jobs)")).unwrap_or("unknown".into()),
     );
     if shard == Shard::ALL {
-        report::write(&decided(&out), &out, &margins)
+        report::write(&decided(&out), &out, &margins, tuning(&out))
     } else {
         report::fail_on_failures(&result.outcomes)
     }

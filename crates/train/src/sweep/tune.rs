@@ -154,6 +154,18 @@ pub fn confirmation_runs<'a>(runs: &'a [PlannedRun], key: &str, choices: &[Choic
         .collect()
 }
 
+/// The runs at each configuration's chosen value, every seed (what a report compares).
+pub fn chosen_runs<'a>(runs: &'a [PlannedRun], key: &str, choices: &[Choice]) -> Vec<&'a PlannedRun> {
+    runs.iter()
+        .filter(|r| {
+            let (config, _) = config_of(r, key);
+            choices.iter().any(|c| {
+                c.config == config && c.chosen.as_ref().is_some_and(|v| tuned_value(r, key) == Some(v))
+            })
+        })
+        .collect()
+}
+
 /// The runs decided so far: the selection runs and the confirmation runs of the
 /// configurations chosen under `out` (what `--plan`, `--dry-run` and the report cover).
 pub fn decided_runs(runs: &[PlannedRun], key: &str, out: &Path) -> Vec<PlannedRun> {

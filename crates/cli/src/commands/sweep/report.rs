@@ -12,7 +12,12 @@ use attnlab_train::tasks::report::Margin;
 /// Writes `out/report/` over the planned runs that finished, with the sweep file's `[margins]`;
 /// the others are listed in the report as failed (why, at which step) or not finished. Errors
 /// (non-zero exit) when any run failed or did not finish, naming them.
-pub fn write(runs: &[PlannedRun], out: &Path, margins: &[(String, Margin)]) -> Result<()> {
+pub fn write(
+    runs: &[PlannedRun],
+    out: &Path,
+    margins: &[(String, Margin)],
+    tuned: Option<attnlab_eval::tuning::Tuned>,
+) -> Result<()> {
     let mut finished: Vec<PathBuf> = Vec::new();
     let mut missing: Vec<Unfinished> = Vec::new();
     let mut stopped: Vec<PathBuf> = Vec::new();
@@ -40,6 +45,7 @@ pub fn write(runs: &[PlannedRun], out: &Path, margins: &[(String, Margin)]) -> R
             sweep_report: true,
             stopped,
             margins: margins.to_vec(),
+            tuned,
             ..Default::default()
         };
         attnlab_eval::write_report_with(&readable, &report_dir, &options)?;
