@@ -12,13 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::icl_curve::RegressionScores;
-use super::prototype::{PrototypeScores, PrototypeTaskConfig};
-use super::recall::{RecallConfig, RecallScores};
-use super::regression::RegressionConfig;
 use super::report::TaskReport;
-use super::scattered::{ScatteredConfig, ScatteredScores};
-use super::text::{TextConfig, TextScores};
 use crate::task::{Batch, Task, TaskContext, TaskEnv, TaskName, TaskSpec};
 use crate::train_config::TrainConfig;
 
@@ -67,7 +61,8 @@ where
     }
 }
 
-/// The registry from its list: `Variant = "name": Config => Scores;`, each with its doc line.
+/// The registry from its list: `Variant = "name": Config => Scores;` (paths to the task file's
+/// types, so a task is one line here), each with its doc line.
 macro_rules! registry {
     ($($(#[doc = $doc:literal])* $variant:ident = $name:literal : $config:ty => $scores:ty;)*) => {
         /// Configuration of any task; `kind` selects the variant.
@@ -143,15 +138,15 @@ macro_rules! registry {
 
 registry! {
     /// Next-token prediction on a text corpus.
-    Text = "text": TextConfig => TextScores;
+    Text = "text": super::text::TextConfig => super::text::TextScores;
     /// Multi-query associative recall (MQAR).
-    Recall = "recall": RecallConfig => RecallScores;
+    Recall = "recall": super::recall::RecallConfig => super::recall::RecallScores;
     /// In-context scattered-data interpolation (set regressor).
-    Scattered = "scattered": ScatteredConfig => ScatteredScores;
+    Scattered = "scattered": super::scattered::ScatteredConfig => super::scattered::ScatteredScores;
     /// McCarter's prototype networks on two moons.
-    Prototype = "prototype": PrototypeTaskConfig => PrototypeScores;
+    Prototype = "prototype": super::prototype::PrototypeTaskConfig => super::prototype::PrototypeScores;
     /// In-context regression of linear, sparse linear, ReLU-network and bump functions.
-    Regression = "regression": RegressionConfig => RegressionScores;
+    Regression = "regression": super::regression::RegressionConfig => super::icl_curve::RegressionScores;
 }
 
 impl TaskConfig {
