@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use attnlab_model::Checkpoint;
-use attnlab_train::{RunConfig, TaskEnv, build_task};
+use attnlab_train::{RunConfig, TaskEnv};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use serde_json::Value;
@@ -67,7 +67,7 @@ fn gpt_inputs(run: &Run, vocab: usize, block: usize, device: &Device) -> Result<
 /// token ids.
 fn validation_tokens(run: &Run, device: &Device) -> Result<Option<(Tensor, String)>> {
     let cfg = RunConfig::from_value(run.config.clone())?;
-    let (_, task) = build_task(&cfg, &TaskEnv::on(device))?;
+    let (_, task) = cfg.build_task(&TaskEnv::on(device))?;
     let mut rows = Vec::new();
     let mut n = 0;
     for batch in task.val_batches() {
@@ -89,6 +89,6 @@ fn validation_tokens(run: &Run, device: &Device) -> Result<Option<(Tensor, Strin
     let (b, t) = tokens.dims2()?;
     Ok(Some((
         tokens,
-        format!("the first {b} validation sequences of the `{}` task (length {t})", task.name()),
+        format!("the first {b} validation sequences of the `{}` task (length {t})", cfg.task.name()),
     )))
 }

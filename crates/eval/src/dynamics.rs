@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use attnlab_train::TaskConfig;
+use attnlab_train::tasks::Threshold;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -13,53 +13,20 @@ use attnlab_train::rundir::MetricLine;
 
 use crate::run::{Run, Split};
 
-/// What counts as "got there" on a task.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Threshold {
-    /// A validation line's `accuracy` above the value (recall: leaving the plateau).
-    AccuracyAbove(f64),
-    /// Validation loss below the value (nats).
-    LossBelow(f64),
-}
-
-impl Threshold {
-    /// The threshold of a task: recall, first evaluation with accuracy > 0.9; character-level
-    /// text, validation loss < 2.0 nats (below the bigram level of English characters, about 2.5);
-    /// `None` for tasks without one (and when the task configuration cannot be read).
-    pub fn of_task(task: Option<&TaskConfig>) -> Option<Self> {
-        match task? {
-            TaskConfig::Recall(_) => Some(Threshold::AccuracyAbove(0.9)),
-            TaskConfig::Text(t) if t.char_level() => Some(Threshold::LossBelow(2.0)),
-            TaskConfig::Text(_)
-            | TaskConfig::Scattered(_)
-            | TaskConfig::Prototype(_)
-            | TaskConfig::Regression(_) => None,
-        }
-    }
-
-    /// `val accuracy > 0.9` / `val loss < 2`.
-    pub fn text(self) -> String {
-        match self {
-            Threshold::AccuracyAbove(x) => format!("val accuracy > {x}"),
-            Threshold::LossBelow(x) => format!("val loss < {x}"),
-        }
-    }
-
-    /// The first validation step that meets the threshold: `Some(None)` for "never", `None`
-    /// when the run's curves do not carry the number (validation lines without `accuracy`).
-    pub fn first_step(self, run: &Run) -> Option<Option<u64>> {
-        let val: Vec<_> = run.split(Split::Val).collect();
-        match self {
-            Threshold::AccuracyAbove(x) => {
-                let acc = |r: &&MetricLine| r.extra.get("accuracy").and_then(Value::as_f64);
-                if !val.iter().any(|r| acc(r).is_some()) {
-                    return None;
-                }
-                Some(val.iter().find(|r| acc(r).is_some_and(|a| a > x)).map(|r| r.step as u64))
+/// The first validation step of `run` that meets `threshold` (declared by the task in its
+/// `TaskReport`): `Some(None)` for "never", `None` when the run's curves do not carry the
+/// number (validation lines without `accuracy`).
+pub fn first_step(threshold: Threshold, run: &Run) -> Option<Option<u64>> {
+    let val: Vec<_> = run.split(Split::Val).collect();
+    match threshold {
+        Threshold::AccuracyAbove(x) => {
+            let acc = |r: &&MetricLine| r.extra.get("accuracy").and_then(Value::as_f64);
+            if !val.iter().any(|r| acc(r).is_some()) {
+                return None;
             }
-            Threshold::LossBelow(x) => Some(val.iter().find(|r| r.loss < x).map(|r| r.step as u64)),
+            Some(val.iter().find(|r| acc(r).is_some_and(|a| a > x)).map(|r| r.step as u64))
         }
+        Threshold::LossBelow(x) => Some(val.iter().find(|r| r.loss < x).map(|r| r.step as u64)),
     }
 }
 
@@ -85,7 +52,7 @@ pub fn escapes(group: &TaskGroup, runs: &[Run], threshold: Option<Threshold>) ->
     let mut out = Vec::new();
     for sg in &group.seed_groups {
         let steps: Option<Vec<(String, Option<u64>)>> =
-            sg.runs.iter().map(|&i| Some((runs[i].name.clone(), th.first_step(&runs[i])?))).collect();
+            sg.runs.iter().map(|&i| Some((runs[i].name.clone(), first_step(th, &runs[i])?))).collect();
         let Some(steps) = steps else { continue };
         let got: Vec<f64> = steps.iter().filter_map(|(_, s)| s.map(|s| s as f64)).collect();
         let mean_steps = (!got.is_empty()).then(|| got.iter().sum::<f64>() / got.len() as f64);

@@ -9,13 +9,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use attnlab_train::TaskConfig;
 use attnlab_train::tasks::report::Margin;
 
 use crate::analysis::{analyse_geometry, analyse_params};
 use crate::baseline::{DEFAULT_BASELINE, baselines};
 use crate::comparisons::tables;
-use crate::dynamics::{Threshold, escapes, lr_ranges};
+use crate::dynamics::{escapes, lr_ranges};
 use crate::figures::{LayerCurves, XAxis, geometry_chart, loss_curves};
 use crate::group::{TaskGroup, group_runs};
 use crate::numbers::{Numbers, run_numbers};
@@ -290,9 +289,8 @@ fn group_report(all: &TaskGroup, cx: &GroupContext, quantities: &[Quantity]) -> 
             Err(e) => tracing::warn!(group = %group.id, "tuning picture skipped: {e:#}"),
         }
     }
-    let char_level =
-        matches!(first.and_then(|r| r.task_config.as_ref()), Some(TaskConfig::Text(t)) if t.char_level());
-    let threshold = first.and_then(|r| Threshold::of_task(r.task_config.as_ref()));
+    let char_level = spec.as_ref().is_some_and(|s| s.char_level);
+    let threshold = spec.as_ref().and_then(|s| s.threshold);
     Ok(GroupReport {
         id: group.id.clone(),
         task: group.task.clone(),

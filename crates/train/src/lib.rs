@@ -4,6 +4,7 @@
 //! and by [`sweep`] (grids of runs, in this process or in child processes).
 
 mod adamw_update;
+pub mod augment;
 pub mod bench;
 pub mod compute;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod rundir;
 pub mod sweep;
 pub mod task;
 pub mod tasks;
+pub mod train_config;
 pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
@@ -27,5 +29,5 @@ pub use lock::RunLock;
 pub use outputs::{SWEEP_FILE, Writer, check_output};
 pub use rundir::{RunDir, Summary, can_resume, is_finished};
 pub use task::{Batch, Task};
-pub use tasks::{TaskConfig, TaskEnv, TaskScores, build_task};
+pub use tasks::{AnyTask, TaskConfig, TaskEnv, TaskScores, build_task};
 pub use trainer::{TrainOptions, evaluate, train, train_claimed, train_task};

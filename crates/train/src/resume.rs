@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::config::{RunConfig, TrainConfig};
 use crate::rundir::{self, RunDir};
-use crate::task::Task;
+use crate::tasks::AnyTask;
 
 /// The `train.*` settings whose change alters a run's past (its rates, batches, updates or
 /// validation set), read from a [`TrainConfig`].
@@ -134,7 +134,7 @@ pub fn prepare_dir(dir: &RunDir, resume: bool) -> Result<bool> {
 
 /// Writes `RUN/inputs.json`; on resume, inputs that differ from the recorded ones (another
 /// corpus or tokenizer) are refused unless `allow_changes`.
-pub fn record_inputs(task: &dyn Task, dir: &RunDir, resume: bool, allow_changes: bool) -> Result<()> {
+pub fn record_inputs(task: &AnyTask, dir: &RunDir, resume: bool, allow_changes: bool) -> Result<()> {
     let inputs = Value::Object(task.inputs());
     if resume
         && let Some(saved) = dir.read_inputs()?

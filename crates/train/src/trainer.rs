@@ -31,8 +31,7 @@ use crate::rundir::{
     self, CONFIG_FILE, MetricLine, MetricsWriter, OPTIMIZER_FILE, RunDir, STATE_FILE, Split, Summary,
     TrainerState,
 };
-use crate::task::Task;
-use crate::tasks::{TaskEnv, build_task};
+use crate::tasks::{AnyTask, TaskEnv};
 
 /// How a run is driven (everything but the config).
 #[derive(Debug, Clone)]
@@ -67,15 +66,15 @@ impl TrainOptions {
 /// NaN or infinite loss, gradient norm or weight returns a [`crate::guard::Diverged`] error.
 /// The directory is claimed with a [`RunLock`] for the whole run.
 pub fn train(run: &RunConfig, out_dir: &Path, opts: &TrainOptions) -> Result<Summary> {
-    let (run, task) = build_task(run, &opts.env)?;
+    let (run, task) = run.build_task(&opts.env)?;
     train_task(run, task, out_dir, opts)
 }
 
 /// Like [`train`], with a task built already (`run` is the resolved config that
-/// [`build_task`] returned with it).
+/// [`RunConfig::build_task`] returned with it).
 pub fn train_task(
     run: RunConfig,
-    task: Box<dyn Task>,
+    task: Box<AnyTask>,
     out_dir: &Path,
     opts: &TrainOptions,
 ) -> Result<Summary> {
@@ -100,11 +99,11 @@ pub fn train_task(
 /// checks its plan, then trains it under the same lock; see [`crate::lock`]).
 pub fn train_claimed(run: &RunConfig, lock: &RunLock, opts: &TrainOptions) -> Result<Summary> {
     check_output(lock.dir(), &[], Writer::Train)?;
-    let (run, task) = build_task(run, &opts.env)?;
+    let (run, task) = run.build_task(&opts.env)?;
     train_locked(run, task, lock, opts)
 }
 
-fn train_locked(run: RunConfig, task: Box<dyn Task>, lock: &RunLock, opts: &TrainOptions) -> Result<Summary> {
+fn train_locked(run: RunConfig, task: Box<AnyTask>, lock: &RunLock, opts: &TrainOptions) -> Result<Summary> {
     let out_dir = lock.dir();
     let dir = RunDir::new(out_dir);
     let resume = prepare_dir(&dir, opts.resume)?;
@@ -119,7 +118,7 @@ fn train_locked(run: RunConfig, task: Box<dyn Task>, lock: &RunLock, opts: &Trai
 }
 
 /// Mean loss of `model` over the task's fixed validation batches.
-pub fn evaluate(task: &dyn Task, model: &Model) -> Result<f64> {
+pub fn evaluate(task: &AnyTask, model: &Model) -> Result<f64> {
     let batches = task.val_batches();
     let mut total = 0.0;
     for b in batches {
@@ -132,7 +131,7 @@ struct Session {
     run: RunConfig,
     run_json: Value,
     dir: PathBuf,
-    task: Box<dyn Task>,
+    task: Box<AnyTask>,
     model: Model,
     params: ParamStore,
     opt: AdamW,
@@ -148,7 +147,7 @@ struct Session {
 impl Session {
     fn start(
         run: RunConfig,
-        task: Box<dyn Task>,
+        task: Box<AnyTask>,
         dir: &Path,
         opts: &TrainOptions,
         resume: bool,
@@ -181,7 +180,7 @@ impl Session {
         rundir::write_json(&rundir::config_path(dir), &run_json)?;
         let metrics = MetricsWriter::open(dir)?;
         let progress = Progress::new(opts.progress_bar, run.train.steps, state.step, run.train.log_interval);
-        tracing::info!(params = params.n_params(), task = task.name(), metric = %run.model.metric(), "model built");
+        tracing::info!(params = params.n_params(), task = run.task.name(), metric = %run.model.metric(), "model built");
         Ok(Self {
             run,
             run_json,

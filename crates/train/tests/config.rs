@@ -5,7 +5,7 @@ use crate::common;
 
 use attnlab_model::MetricKind;
 use attnlab_train::config::parse_scalar;
-use attnlab_train::{RunConfig, TaskConfig, TaskEnv, build_task};
+use attnlab_train::{RunConfig, TaskConfig, TaskEnv};
 use candle_core::Device;
 use serde_json::Value;
 
@@ -18,7 +18,7 @@ fn err(text: &str, overrides: &[&str]) -> String {
 
 fn build_err(text: &str, overrides: &[&str]) -> String {
     let run = common::run_from_toml(text, overrides).expect("config parses");
-    match build_task(&run, &TaskEnv::on(&Device::Cpu)) {
+    match run.build_task(&TaskEnv::on(&Device::Cpu)) {
         Ok(_) => panic!("expected a build error for {overrides:?}"),
         Err(e) => format!("{e:#}"),
     }

@@ -315,7 +315,7 @@ fn moons_run(metric: &str, dir: &std::path::Path) -> anyhow::Result<()> {
 
 #[test]
 fn augment_run_writes_a_checkpoint_that_flips_the_point() -> anyhow::Result<()> {
-    use attnlab_train::tasks::augment::augment_run;
+    use attnlab_train::augment::augment_run;
     let tmp = tempfile::tempdir()?;
     let run = tmp.path().join("idw");
     moons_run("idw", &run)?;
@@ -366,7 +366,7 @@ fn misspelt_keys_are_rejected_for_the_interpolation_variants() -> anyhow::Result
     let err = match err {
         Err(e) => format!("{e:#}"),
         Ok(run) => {
-            let built = attnlab_train::build_task(&run, &attnlab_train::TaskEnv::on(&Device::Cpu));
+            let built = run.build_task(&attnlab_train::TaskEnv::on(&Device::Cpu));
             format!("{:#}", built.err().expect("n_protos = 0 must be rejected"))
         }
     };

@@ -4,8 +4,8 @@
 use crate::common;
 
 use attnlab_model::{MetricKind, Model};
+use attnlab_train::TaskEnv;
 use attnlab_train::optim::{AdamW, AdamWParams, clip_grads, grad_norm};
-use attnlab_train::{TaskEnv, build_task};
 use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -17,7 +17,7 @@ fn every_metric_overfits_one_batch() -> anyhow::Result<()> {
     let device = Device::Cpu;
     for metric in MetricKind::ALL {
         let run = common::run_from_toml(&common::text_toml(&corpus, metric.name(), 1), &[])?;
-        let (run, mut task) = build_task(&run, &TaskEnv::on(&device))?;
+        let (run, mut task) = run.build_task(&TaskEnv::on(&device))?;
         let (model, params) = Model::init(&run.model, 1, &device)?;
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let batch = task.train_batch(0, &mut rng, 4)?;

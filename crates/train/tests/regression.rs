@@ -250,7 +250,7 @@ fn batches_vary_the_context_size_and_the_scores_hold_every_curve() -> R {
     let mut m = SetRegressorConfig::small(3);
     (m.n_layer, m.n_head, m.n_embd, m.attention.metric) = (1, 2, 8, MetricKind::NegSqEuclid);
     let (model, _) = Model::init(&ModelConfig::SetRegressor(m.clone()), 0, &dev)?;
-    let TaskScores::Regression(s) = task.scores(&model)? else { panic!("regression scores") };
+    let s = task.scores(&model)?;
     assert_eq!(s.curve.counts, (1..=6).collect::<Vec<_>>());
     assert_eq!(s.curve.model.len(), 6);
     for b in IclBaseline::ALL {

@@ -10,7 +10,7 @@ use std::path::Path;
 use attnlab_model::Model;
 use attnlab_train::rundir::{self, Split, read_metrics};
 use attnlab_train::task::{Batch, Task};
-use attnlab_train::{Interrupted, TaskScores, TrainOptions, build_task, train, train_task};
+use attnlab_train::{AnyTask, Interrupted, TaskScores, TrainOptions, train, train_task};
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
@@ -83,15 +83,14 @@ fn resume_refuses_a_different_model_and_a_fresh_run_refuses_an_existing_dir() ->
 
 /// Wraps a task and makes its loss NaN from step `at` on.
 struct Diverging {
-    inner: Box<dyn Task>,
+    inner: Box<AnyTask>,
     at: usize,
     step: usize,
 }
 
 impl Task for Diverging {
-    fn name(&self) -> &'static str {
-        "diverging"
-    }
+    type Scores = TaskScores;
+
     fn train_batch(&mut self, step: usize, rng: &mut ChaCha8Rng, b: usize) -> anyhow::Result<Batch> {
         self.step = step;
         self.inner.train_batch(step, rng, b)
@@ -113,7 +112,7 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let run = common::run_from_toml(&common::recall_toml("dot", 20), &[])?;
     let opts = TrainOptions::new(&Device::Cpu);
-    let (run, task) = build_task(&run, &opts.env)?;
+    let (run, task) = run.build_task(&opts.env)?;
     let task = Box::new(Diverging { inner: task, at: 7, step: 0 });
     let dir = tmp.path().join("nan");
     let err = train_task(run, task, &dir, &opts).expect_err("NaN must stop the run");

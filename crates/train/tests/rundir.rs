@@ -2,8 +2,8 @@
 //! round trip (a cut-off last line is skipped, a malformed middle line is an error).
 
 use attnlab_model::{Checkpoint, Model};
+use attnlab_train::TaskEnv;
 use attnlab_train::rundir::{MetricLine, MetricsWriter, RunDir, Split, read_metrics};
-use attnlab_train::{TaskEnv, build_task};
 use candle_core::Device;
 
 use crate::common;
@@ -14,7 +14,7 @@ fn checkpoint_dir_is_last_then_best_and_only_a_complete_one() -> anyhow::Result<
     let run = common::run_from_toml(&common::recall_toml("dot", 1), &[])?;
     let dir = RunDir::new(tmp.path().join("r"));
     assert_eq!(dir.checkpoint_dir(), None);
-    let (run, _task) = build_task(&run, &TaskEnv::on(&Device::Cpu))?;
+    let (run, _task) = run.build_task(&TaskEnv::on(&Device::Cpu))?;
     let (_model, params) = Model::init(&run.model, 0, &Device::Cpu)?;
     let config = run.to_value()?;
     Checkpoint::save(&dir.best_dir(), &config, &params, &[])?;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use attnlab_model::{MetricKind, Model};
-use attnlab_train::{Batch, TaskEnv, build_task};
+use attnlab_train::{Batch, TaskEnv};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +20,7 @@ use crate::common;
 fn start(toml: &str, overrides: &[String]) -> anyhow::Result<(HashMap<String, Tensor>, Vec<Batch>)> {
     let refs: Vec<&str> = overrides.iter().map(String::as_str).collect();
     let run = common::run_from_toml(toml, &refs)?;
-    let (run, mut task) = build_task(&run, &TaskEnv::on(&Device::Cpu))?;
+    let (run, mut task) = run.build_task(&TaskEnv::on(&Device::Cpu))?;
     let (_model, params) = Model::init(&run.model, run.seed, &Device::Cpu)?;
     // The trainer's generator: seeded from the run's seed (see `trainer::Session::start`).
     let mut rng = ChaCha8Rng::seed_from_u64(run.seed);

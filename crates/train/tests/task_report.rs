@@ -9,7 +9,7 @@ use attnlab_train::tasks::icl_curve::{ErrorCurve, IclBaseline, RegressionScores}
 use attnlab_train::tasks::prototype::{KeyDistances, PrototypeScores};
 use attnlab_train::tasks::recall::RecallScores;
 use attnlab_train::tasks::regression::{FunctionFamily, RegressionConfig};
-use attnlab_train::tasks::report::{Margin, Source, Unit};
+use attnlab_train::tasks::report::{Margin, Source, Threshold, Unit};
 use attnlab_train::tasks::scattered::{FrankeScores, ScatteredScores};
 use attnlab_train::tasks::text::TextScores;
 use attnlab_train::tasks::{
@@ -119,8 +119,13 @@ fn every_declared_column_is_a_number_of_the_task_summary() {
         TaskConfig::Regression(RegressionConfig::new(FunctionFamily::Linear, 2, 4)),
         TaskScores::Regression(RegressionScores::from_curve(curve, 2).expect("a curve to 2d")),
     );
+    let mut names = Vec::new();
     for (cfg, scores) in cases.into_iter().chain([regression]) {
+        // The registry's one name is the config's `kind`, the summary's `task` and both names.
         assert_eq!(cfg.name(), scores.task());
+        assert_eq!(serde_json::to_value(&cfg).expect("config")["kind"], cfg.name());
+        assert_eq!(serde_json::to_value(&scores).expect("scores")["task"], cfg.name());
+        names.push(cfg.name());
         let keys = summary_keys(scores);
         let report = cfg.report();
         assert!(report.columns.len() > 4, "{}: {:?}", cfg.name(), report.columns);
@@ -148,6 +153,27 @@ fn every_declared_column_is_a_number_of_the_task_summary() {
                 col.header
             );
         }
+    }
+    assert_eq!(names, TaskConfig::NAMES, "one case per registered task, in the registry's order");
+}
+
+#[test]
+fn each_task_declares_its_plateau_threshold_and_character_level() {
+    let report = TaskConfig::Recall(recall(0.01)).report();
+    assert_eq!((report.threshold, report.char_level), (Some(Threshold::AccuracyAbove(0.9)), false));
+    let report = TaskConfig::Text(text("char")).report();
+    assert_eq!((report.threshold, report.char_level), (Some(Threshold::LossBelow(2.0)), true));
+    for other in ["bpe", "data/char_tokenizer.json", "hub:someone/chars"] {
+        let report = TaskConfig::Text(text(other)).report();
+        assert_eq!((report.threshold, report.char_level), (None, false), "{other}");
+    }
+    for cfg in [
+        TaskConfig::Scattered(ScatteredConfig { dim: 2, n_context: 4, n_query: 2, val_functions: 2 }),
+        TaskConfig::Prototype(PrototypeTaskConfig::default()),
+        TaskConfig::Regression(RegressionConfig::new(FunctionFamily::Linear, 2, 4)),
+    ] {
+        let report = cfg.report();
+        assert_eq!((report.threshold, report.char_level), (None, false), "{}", cfg.name());
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use attnlab_train::tasks::text::read_corpus;
+use attnlab_train::tasks::corpus::read_corpus;
 use attnlab_train::tasks::tokenizer::TextTokenizer;
 use attnlab_train::{TrainOptions, train};
 use candle_core::Device;

@@ -70,8 +70,7 @@ fn text_task_with_a_bpe_tokenizer_sets_the_model_vocab() -> anyhow::Result<()> {
     let corpus = common::write_file(dir.path(), "c.txt", common::generated_text(20_000).as_bytes());
     let toml = common::text_toml(&corpus, "dot", 1);
     let run = common::run_from_toml(&toml, &["task.tokenizer=bpe", "task.bpe_vocab_size=300"])?;
-    let (resolved, _task) =
-        attnlab_train::build_task(&run, &attnlab_train::TaskEnv::on(&candle_core::Device::Cpu))?;
+    let (resolved, _task) = run.build_task(&attnlab_train::TaskEnv::on(&candle_core::Device::Cpu))?;
     let attnlab_model::ModelConfig::Gpt(g) = &resolved.model else { panic!("a GPT") };
     assert!(g.vocab_size > 256 && g.vocab_size <= 300, "vocab {}", g.vocab_size);
     let too_small = common::run_from_toml(&toml, &["task.tokenizer=bpe", "task.bpe_vocab_size=100"]);

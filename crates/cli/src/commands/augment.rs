@@ -28,8 +28,7 @@ pub struct AugmentArgs {
 /// Augments, saves the checkpoint (with `augment.json`) and prints the report.
 pub fn run(args: AugmentArgs) -> Result<()> {
     let point = parse_point(&args.point)?;
-    let report =
-        attnlab_train::tasks::augment::augment_run(&args.run, &point, args.class, args.replace, &args.out)?;
+    let report = attnlab_train::augment::augment_run(&args.run, &point, args.class, args.replace, &args.out)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

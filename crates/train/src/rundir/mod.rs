@@ -24,9 +24,21 @@ use attnlab_model::checkpoint::{self, MODEL_FILE};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::tasks::TaskScores;
+
 pub use io::{read_json, write_atomic, write_json};
 pub use metrics::{MetricLine, MetricsWriter, Split, read_metrics, truncate_metrics};
-pub use summary::Summary;
+pub use summary::SummaryOf;
+
+/// The end-of-run summary of a registered task (`summary.json`, its scores tagged by `task`).
+pub type Summary = SummaryOf<TaskScores>;
+
+impl Summary {
+    /// The task's name.
+    pub fn task(&self) -> &'static str {
+        self.scores.task()
+    }
+}
 
 /// The resolved run config (`RUN/config.json`; a checkpoint keeps a copy of it).
 pub const CONFIG_FILE: &str = checkpoint::CONFIG_FILE;

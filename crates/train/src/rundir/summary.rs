@@ -1,13 +1,12 @@
-//! `summary.json`: the trainer's end-of-run numbers and the task's typed scores.
+//! `summary.json`: the trainer's end-of-run numbers and the task's typed scores. A leaf: the
+//! scores' type `S` is the registry's (`rundir::Summary` names it).
 
 use serde::{Deserialize, Serialize};
 
-use crate::tasks::TaskScores;
-
-/// The end-of-run summary (`summary.json`). The task's scores are flattened beside the
-/// trainer's numbers, tagged by `task`.
+/// The end-of-run summary (`summary.json`) with the task's scores `S`, flattened beside the
+/// trainer's numbers (the registry's `TaskScores` tags them by `task`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
+pub struct SummaryOf<S> {
     /// Optimiser steps done.
     pub steps: usize,
     /// Mean training loss over the last steps (up to 20), nats.
@@ -31,12 +30,5 @@ pub struct Summary {
     pub compute: Option<crate::compute::Compute>,
     /// The task's own scores, with the task's name as `task`.
     #[serde(flatten)]
-    pub scores: TaskScores,
-}
-
-impl Summary {
-    /// The task's name.
-    pub fn task(&self) -> &'static str {
-        self.scores.task()
-    }
+    pub scores: S,
 }

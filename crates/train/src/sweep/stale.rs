@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::PlannedRun;
 use crate::rundir::RunDir;
-use crate::tasks::{TaskEnv, build_task};
+use crate::tasks::TaskEnv;
 
 /// A finished run whose recorded inputs differ from the sweep's files now.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +42,9 @@ pub fn stale_runs(runs: &[&PlannedRun], out: &Path) -> Result<Vec<StaleRun>> {
         let Some(recorded) = dir.read_inputs()? else { continue };
         let key = serde_json::to_string(&run.config.task)?;
         if !now.contains_key(&key) {
-            let (_, task) = build_task(&run.config, &TaskEnv::on(&Device::Cpu))
+            let (_, task) = run
+                .config
+                .build_task(&TaskEnv::on(&Device::Cpu))
                 .with_context(|| format!("reading the inputs of run {}", run.name))?;
             now.insert(key.clone(), Value::Object(task.inputs()));
         }

@@ -18,10 +18,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::moons::{Points, two_moons};
-use super::report::{
-    Column, FRACTION_MARGIN, Picture, Question, RELATIVE_MARGIN, TaskReport, TaskScores, Unit,
-};
-use crate::task::{Batch, Task};
+use super::report::{Column, FRACTION_MARGIN, Picture, Question, RELATIVE_MARGIN, TaskReport, Unit};
+use crate::task::{Batch, Task, TaskContext, TaskName, TaskSpec};
 
 fn default_noise() -> f64 {
     0.1
@@ -90,10 +88,12 @@ pub struct KeyDistances {
     pub per_key: Vec<f64>,
 }
 
-impl PrototypeTaskConfig {
+impl TaskSpec for PrototypeTaskConfig {
+    type Task = PrototypeTask;
+
     /// The report: losses, accuracies, key-to-data distances, steps and wall time (throughput
     /// means nothing for a few hundred points); pictures of keys and decision regions.
-    pub fn report(&self) -> TaskReport {
+    fn report(&self) -> TaskReport {
         let task = [
             Column::higher("val_accuracy", "val acc", Unit::Fraction, 3).within(FRACTION_MARGIN),
             Column::higher("train_accuracy", "train acc", Unit::Fraction, 3).within(FRACTION_MARGIN),
@@ -102,16 +102,14 @@ impl PrototypeTaskConfig {
                 .informs(Question::Geometry),
             Column::lower("key_distances.max", "key→data max", Unit::Distance, 3).within(RELATIVE_MARGIN),
         ];
-        TaskReport::of(
-            &super::TaskConfig::Prototype(self.clone()),
-            &task,
-            false,
-            vec![Picture::PrototypeMaps],
-        )
+        TaskReport::of(&task, false, vec![Picture::PrototypeMaps])
     }
 
-    /// Rejects settings that make no sense, naming the field.
-    pub fn validate(&self) -> Result<()> {
+    fn build(&self, cx: &TaskContext) -> Result<PrototypeTask> {
+        PrototypeTask::new(self, cx.seed, &cx.env.device)
+    }
+
+    fn validate(&self) -> Result<()> {
         if self.dataset != "moons" {
             bail!("task.dataset `{}` is unknown (expected `moons`)", self.dataset)
         }
@@ -209,7 +207,11 @@ fn tensors(p: &Points, device: &Device) -> Result<(Tensor, Tensor)> {
 /// The prototype network inside `model`, or an error naming what the task needs.
 fn proto(model: &Model) -> Result<&PrototypeNet> {
     let Some(net) = model.as_prototype() else {
-        bail!("the prototype task needs model.kind = \"prototype\", got `{}`", model.kind_name())
+        bail!(
+            "the {} task needs model.kind = \"prototype\", got `{}`",
+            PrototypeTaskConfig::NAME,
+            model.kind_name()
+        )
     };
     let c = net.config();
     if c.n_features != N_FEATURES || c.n_classes != N_CLASSES {
@@ -248,14 +250,12 @@ fn summary(v: &[f64]) -> Result<KeyDistances> {
 }
 
 impl Task for PrototypeTask {
-    fn name(&self) -> &'static str {
-        "prototype"
-    }
+    type Scores = PrototypeScores;
 
     fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
         match model {
             ModelConfig::Prototype(cfg) => self.prepare_model(cfg),
-            _ => bail!("the prototype task needs model.kind = \"prototype\""),
+            _ => bail!("the {} task needs model.kind = \"prototype\"", PrototypeTaskConfig::NAME),
         }
     }
 
@@ -290,10 +290,10 @@ impl Task for PrototypeTask {
         Ok(candle_nn::loss::cross_entropy(&net.forward(x)?, &batch.targets)?)
     }
 
-    fn scores(&self, model: &Model) -> Result<TaskScores> {
+    fn scores(&self, model: &Model) -> Result<PrototypeScores> {
         let net = proto(model)?;
         let (data_mean, data_std) = self.train.stats();
-        Ok(TaskScores::Prototype(PrototypeScores {
+        Ok(PrototypeScores {
             score: net.config().score_name().to_string(),
             n_protos: net.config().n_protos,
             train_accuracy: Self::accuracy(net, &self.train)?,
@@ -302,6 +302,6 @@ impl Task for PrototypeTask {
             train_errors: misclassified(net, &self.train, 20)?,
             data_mean,
             data_std,
-        }))
+        })
     }
 }

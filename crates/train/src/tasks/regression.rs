@@ -32,9 +32,10 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use super::icl_curve::{RegressionScores, error_curve};
-use super::report::{Column, Picture, RELATIVE_MARGIN, TaskReport, TaskScores, Unit};
+use super::models::{set_regressor_of, set_regressor_of_dim};
+use super::report::{Column, Picture, RELATIVE_MARGIN, TaskReport, Unit};
 use super::scattered::{Problem, SmoothFn, to_batch};
-use crate::task::{Batch, Task};
+use crate::task::{Batch, Task, TaskContext, TaskName, TaskSpec};
 
 fn default_n_query() -> usize {
     16
@@ -108,9 +109,16 @@ impl RegressionConfig {
     pub fn hidden(&self) -> usize {
         self.hidden.unwrap_or(100)
     }
+}
 
-    /// Rejects a config that does not make sense, naming the field.
-    pub fn validate(&self) -> Result<()> {
+impl TaskSpec for RegressionConfig {
+    type Task = RegressionTask;
+
+    fn build(&self, cx: &TaskContext) -> Result<RegressionTask> {
+        RegressionTask::new(self, cx.seed, &cx.env.device)
+    }
+
+    fn validate(&self) -> Result<()> {
         for (name, v) in [("dim", self.dim), ("n_query", self.n_query), ("val_functions", self.val_functions)]
         {
             if v == 0 {
@@ -145,19 +153,14 @@ impl RegressionConfig {
 
     /// The report: losses, the model's error at `d` and `2d` examples beside least squares and
     /// Nadaraya-Watson at `2d`, cost; the error-curve picture.
-    pub fn report(&self) -> TaskReport {
+    fn report(&self) -> TaskReport {
         let task = [
             Column::lower("at_d.model", "err n=d", Unit::SquaredError, 4).within(RELATIVE_MARGIN),
             Column::lower("at_2d.model", "err n=2d", Unit::SquaredError, 4).within(RELATIVE_MARGIN),
             Column::lower("at_2d.least_squares", "LS n=2d", Unit::SquaredError, 4).within(RELATIVE_MARGIN),
             Column::lower("at_2d.nadaraya_watson", "NW n=2d", Unit::SquaredError, 4).within(RELATIVE_MARGIN),
         ];
-        TaskReport::of(
-            &super::TaskConfig::Regression(self.clone()),
-            &task,
-            true,
-            vec![Picture::ErrorByContextSize],
-        )
+        TaskReport::of(&task, true, vec![Picture::ErrorByContextSize])
     }
 }
 
@@ -279,21 +282,14 @@ impl RegressionTask {
 
 /// The set regressor inside `model`, or an error naming what the task needs.
 fn regressor(model: &Model) -> Result<&SetRegressor> {
-    match model.as_set_regressor() {
-        Some(m) => Ok(m),
-        None => {
-            bail!("the regression task needs model.kind = \"set_regressor\", got `{}`", model.kind_name())
-        }
-    }
+    set_regressor_of(model, RegressionConfig::NAME)
 }
 
 impl Task for RegressionTask {
-    fn name(&self) -> &'static str {
-        "regression"
-    }
+    type Scores = RegressionScores;
 
     fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
-        super::set_regressor_of_dim(model, self.cfg.dim, "regression")
+        set_regressor_of_dim(model, self.cfg.dim, RegressionConfig::NAME)
     }
 
     fn train_batch(&mut self, _step: usize, rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch> {
@@ -312,9 +308,9 @@ impl Task for RegressionTask {
         Ok((net.forward(ctx, qry)? - &batch.targets)?.sqr()?.mean_all()?)
     }
 
-    fn scores(&self, model: &Model) -> Result<TaskScores> {
+    fn scores(&self, model: &Model) -> Result<RegressionScores> {
         let net = regressor(model)?;
         let curve = error_curve(Some(net), &self.val_problems, &self.tune_problems, &self.device)?;
-        Ok(TaskScores::Regression(RegressionScores::from_curve(curve, self.cfg.dim)?))
+        RegressionScores::from_curve(curve, self.cfg.dim)
     }
 }

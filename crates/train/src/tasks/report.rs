@@ -1,47 +1,10 @@
-//! What a task reports: its typed scores ([`TaskScores`], merged into `summary.json`) and the
-//! report it declares ([`TaskReport`]: table columns, pictures, the configuration line).
+//! What a task reports: the report it declares ([`TaskReport`]: table columns, pictures, the
+//! plateau threshold, character-level reporting, the configuration line).
 //!
-//! Evaluation renders exactly what a task declares here and never tests task names. A new task
-//! adds a variant to [`TaskScores`] and an arm to [`super::TaskConfig::report`]; the compiler
-//! names both.
+//! Evaluation renders exactly what a task declares here and never tests task names. A leaf:
+//! it imports no task and no registry.
 
-use serde::{Deserialize, Serialize};
-
-use super::icl_curve::RegressionScores;
-use super::prototype::PrototypeScores;
-use super::recall::RecallScores;
-use super::scattered::ScatteredScores;
-use super::text::TextScores;
-
-/// The scores a task computes on a trained model, one variant per task; serialised into
-/// `summary.json` beside the trainer's numbers, tagged by `task`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "task", rename_all = "snake_case")]
-pub enum TaskScores {
-    /// Language modelling.
-    Text(TextScores),
-    /// Multi-query associative recall.
-    Recall(RecallScores),
-    /// Scattered-data interpolation.
-    Scattered(ScatteredScores),
-    /// Prototype classification.
-    Prototype(PrototypeScores),
-    /// In-context regression.
-    Regression(RegressionScores),
-}
-
-impl TaskScores {
-    /// The task's name (`text`, `recall`, ...), as in `summary.json`'s `task`.
-    pub fn task(&self) -> &'static str {
-        match self {
-            TaskScores::Text(_) => "text",
-            TaskScores::Recall(_) => "recall",
-            TaskScores::Scattered(_) => "scattered",
-            TaskScores::Prototype(_) => "prototype",
-            TaskScores::Regression(_) => "regression",
-        }
-    }
-}
+use serde::Serialize;
 
 /// What a number measures (shown in `report.json`; decides nothing else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -232,6 +195,27 @@ pub enum Picture {
     ErrorByContextSize,
 }
 
+/// What counts as "got there" on a task: the first validation line past it is where a run
+/// leaves its plateau (the report's "steps to threshold").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Threshold {
+    /// A validation line's `accuracy` above the value (recall: leaving the plateau).
+    AccuracyAbove(f64),
+    /// Validation loss below the value (nats).
+    LossBelow(f64),
+}
+
+impl Threshold {
+    /// `val accuracy > 0.9` / `val loss < 2`.
+    pub fn text(self) -> String {
+        match self {
+            Threshold::AccuracyAbove(x) => format!("val accuracy > {x}"),
+            Threshold::LossBelow(x) => format!("val loss < {x}"),
+        }
+    }
+}
+
 /// What the report shows for a task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskReport {
@@ -239,21 +223,47 @@ pub struct TaskReport {
     pub columns: Vec<Column>,
     /// The task's pictures.
     pub pictures: Vec<Picture>,
-    /// The task configuration as the report header shows it (compact JSON).
+    /// The plateau threshold, if the task has one.
+    pub threshold: Option<Threshold>,
+    /// Whether a token is a character (losses are then read as bits per character).
+    pub char_level: bool,
+    /// Keys of the task configuration left out of `config_text` (settings at the defaults the
+    /// task's documentation states).
+    pub config_omit: Vec<&'static str>,
+    /// The task configuration as the report header shows it (compact JSON); the registry
+    /// fills it in (`TaskConfig::report`), a task leaves it empty.
     pub config_text: String,
 }
 
 impl TaskReport {
-    /// The report of `config`: the loss columns, `task_columns`, the cost columns (with
-    /// throughput when `throughput`), `pictures`, and the configuration as compact JSON.
-    pub fn of(
-        config: &super::TaskConfig,
-        task_columns: &[Column],
-        throughput: bool,
-        pictures: Vec<Picture>,
-    ) -> Self {
+    /// The loss columns, `task_columns`, the cost columns (with throughput when `throughput`)
+    /// and `pictures`; no threshold, not character-level, the whole configuration shown.
+    pub fn of(task_columns: &[Column], throughput: bool, pictures: Vec<Picture>) -> Self {
         let columns = [loss_columns(), task_columns.to_vec(), cost_columns(throughput)].concat();
-        TaskReport { columns, pictures, config_text: serde_json::to_string(config).unwrap_or_default() }
+        TaskReport {
+            columns,
+            pictures,
+            threshold: None,
+            char_level: false,
+            config_omit: Vec::new(),
+            config_text: String::new(),
+        }
+    }
+
+    /// The report with the plateau threshold `threshold`.
+    pub fn with_threshold(self, threshold: Threshold) -> Self {
+        Self { threshold: Some(threshold), ..self }
+    }
+
+    /// The report of a character-level task when `char_level`.
+    pub fn with_char_level(self, char_level: bool) -> Self {
+        Self { char_level, ..self }
+    }
+
+    /// The report leaving the configuration key `key` out of the header.
+    pub fn omitting(mut self, key: &'static str) -> Self {
+        self.config_omit.push(key);
+        self
     }
 }
 
@@ -305,5 +315,5 @@ pub fn cost_columns(throughput: bool) -> Vec<Column> {
 
 /// The report of runs whose task configuration cannot be read: losses and cost only.
 pub fn generic_report(config_text: String) -> TaskReport {
-    TaskReport { columns: [loss_columns(), cost_columns(true)].concat(), pictures: Vec::new(), config_text }
+    TaskReport { config_text, ..TaskReport::of(&[], true, Vec::new()) }
 }

@@ -22,9 +22,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::franke::{Errors, FRANKE_NODES, GRID_SIDE, franke_f1, grid};
-use super::report::{Column, Picture, RELATIVE_MARGIN, TaskReport, TaskScores, Unit};
+use super::models::{set_regressor_of, set_regressor_of_dim};
+use super::report::{Column, Picture, RELATIVE_MARGIN, TaskReport, Unit};
 use super::shepard::{Baseline, nearest, shepard};
-use crate::task::{Batch, Task};
+use crate::task::{Batch, Task, TaskContext, TaskName, TaskSpec};
 
 fn default_val_functions() -> usize {
     128
@@ -71,9 +72,11 @@ pub struct FrankeScores {
     pub baselines: BTreeMap<String, Errors>,
 }
 
-impl ScatteredConfig {
+impl TaskSpec for ScatteredConfig {
+    type Task = ScatteredTask;
+
     /// The report: losses, MSE beside Shepard's, Franke errors, cost; Franke error maps.
-    pub fn report(&self) -> TaskReport {
+    fn report(&self) -> TaskReport {
         let task = [
             Column::lower("val_mse", "val mse", Unit::SquaredError, 4).within(RELATIVE_MARGIN),
             Column::lower("val_shepard_p2_mse", "Shepard p2 val mse", Unit::SquaredError, 4)
@@ -84,16 +87,14 @@ impl ScatteredConfig {
                 .within(RELATIVE_MARGIN),
             Column::lower("franke.model.rms", "Franke rms", Unit::AbsoluteError, 4).within(RELATIVE_MARGIN),
         ];
-        TaskReport::of(
-            &super::TaskConfig::Scattered(self.clone()),
-            &task,
-            true,
-            vec![Picture::FrankeErrorMaps],
-        )
+        TaskReport::of(&task, true, vec![Picture::FrankeErrorMaps])
     }
 
-    /// Rejects a config that does not make sense, naming the field.
-    pub fn validate(&self) -> Result<()> {
+    fn build(&self, cx: &TaskContext) -> Result<ScatteredTask> {
+        ScatteredTask::new(self, cx.seed, &cx.env.device)
+    }
+
+    fn validate(&self) -> Result<()> {
         if !(1..=2).contains(&self.dim) {
             bail!("task.dim must be 1 or 2, got {}", self.dim)
         }
@@ -250,19 +251,14 @@ impl ScatteredTask {
 
 /// The set regressor inside `model`, or an error naming what the task needs.
 fn regressor(model: &Model) -> Result<&SetRegressor> {
-    match model.as_set_regressor() {
-        Some(m) => Ok(m),
-        None => bail!("the scattered task needs model.kind = \"set_regressor\", got `{}`", model.kind_name()),
-    }
+    set_regressor_of(model, ScatteredConfig::NAME)
 }
 
 impl Task for ScatteredTask {
-    fn name(&self) -> &'static str {
-        "scattered"
-    }
+    type Scores = ScatteredScores;
 
     fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
-        super::set_regressor_of_dim(model, self.cfg.dim, "scattered")
+        set_regressor_of_dim(model, self.cfg.dim, ScatteredConfig::NAME)
     }
 
     fn train_batch(&mut self, _step: usize, rng: &mut ChaCha8Rng, batch_size: usize) -> Result<Batch> {
@@ -282,7 +278,7 @@ impl Task for ScatteredTask {
         Ok((net.forward(ctx, qry)? - &batch.targets)?.sqr()?.mean_all()?)
     }
 
-    fn scores(&self, model: &Model) -> Result<TaskScores> {
+    fn scores(&self, model: &Model) -> Result<ScatteredScores> {
         let (mut se, mut n) = (0.0, 0usize);
         for b in &self.val {
             let l = self.loss(model, b)?.to_scalar::<f32>()? as f64;
@@ -293,12 +289,12 @@ impl Task for ScatteredTask {
             2 => Some(franke_scores(Some(regressor(model)?))?),
             _ => None,
         };
-        Ok(TaskScores::Scattered(ScatteredScores {
+        Ok(ScatteredScores {
             val_mse: se / n as f64,
             val_shepard_p2_mse: self.baseline_val_mse(Baseline::Shepard(2))?,
             val_nearest_mse: self.baseline_val_mse(Baseline::Nearest)?,
             franke,
-        }))
+        })
     }
 }
 

@@ -15,10 +15,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::report::{Column, FINAL_VAL_LOSS, Margin, Source, TaskReport, TaskScores, Unit, nats_to_bits};
+use super::corpus::read_corpus;
+use super::loss::batch_loss;
+use super::models::{fill_at_least, gpt_config, gpt_config_mut, gpt_of};
+use super::report::{Column, FINAL_VAL_LOSS, Margin, Source, TaskReport, Threshold, Unit, nats_to_bits};
 use super::tokenizer::{TextTokenizer, check_bpe_vocab};
-use super::{batch_loss, fill_at_least, gpt_config_mut, gpt_of};
-use crate::task::{Batch, Task};
+use crate::task::{Batch, Task, TaskContext, TaskName, TaskSpec};
 
 fn default_tokenizer() -> String {
     "char".to_string()
@@ -94,9 +96,14 @@ impl TextConfig {
     pub fn char_level(&self) -> bool {
         TokenizerKind::of(&self.tokenizer) == TokenizerKind::Char
     }
+}
 
-    /// The report: losses, bits per character (or token), cost.
-    pub fn report(&self) -> TaskReport {
+impl TaskSpec for TextConfig {
+    type Task = TextTask;
+
+    /// The report: losses, bits per character (or token), cost; character-level runs leave the
+    /// plateau at a validation loss below 2 nats.
+    fn report(&self) -> TaskReport {
         let (header, unit) = match self.char_level() {
             true => ("bits/char", Unit::BitsPerChar),
             false => ("bits/token", Unit::BitsPerToken),
@@ -112,11 +119,15 @@ impl TextConfig {
             margin: Some(Margin::Absolute(0.02 / std::f64::consts::LN_2)),
             question: None,
         };
-        TaskReport::of(&super::TaskConfig::Text(self.clone()), &[bits], true, Vec::new())
+        let report = TaskReport::of(&[bits], true, Vec::new()).with_char_level(self.char_level());
+        match self.char_level() {
+            // Below the bigram level of English characters (about 2.5 nats).
+            true => report.with_threshold(Threshold::LossBelow(2.0)),
+            false => report,
+        }
     }
 
-    /// Rejects settings that make no sense, naming the field.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         if self.corpus.trim().is_empty() {
             bail!("task.corpus must name a file or a hub:datasets/... reference")
         }
@@ -130,6 +141,12 @@ impl TextConfig {
             check_bpe_vocab(self.bpe_vocab_size)?;
         }
         Ok(())
+    }
+
+    fn build(&self, cx: &TaskContext) -> Result<TextTask> {
+        let block = gpt_config(cx.model, Self::NAME)?.block_size;
+        let (b, e, seed, env) = (cx.batch_size, cx.eval_batches, cx.seed, cx.env);
+        TextTask::new(self, block, b, e, seed, &env.device, &env.hub)
     }
 }
 
@@ -157,7 +174,7 @@ impl TextTask {
         hub: &HubOptions,
     ) -> Result<Self> {
         if block_size == 0 {
-            bail!("model.block_size must be set (at least 1) for the text task")
+            bail!("model.block_size must be set (at least 1) for the {} task", TextConfig::NAME)
         }
         let path = corpus_path(cfg, hub)?;
         let text = read_corpus(&path)?;
@@ -212,25 +229,6 @@ fn corpus_path(cfg: &TextConfig, hub: &HubOptions) -> Result<PathBuf> {
     }
 }
 
-/// Reads a corpus file: it must exist, be non-empty and be UTF-8. A leading byte-order mark
-/// (U+FEFF) is a marker of the file, not text, and is dropped.
-pub fn read_corpus(path: &Path) -> Result<String> {
-    let mut bytes = std::fs::read(path).with_context(|| format!("reading corpus {}", path.display()))?;
-    if bytes.starts_with("\u{feff}".as_bytes()) {
-        bytes.drain(..3);
-    }
-    if bytes.is_empty() {
-        bail!("corpus {} is empty", path.display())
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "corpus {} is not valid UTF-8 (at byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })
-}
-
 fn build_tokenizer(cfg: &TextConfig, text: &str, corpus: &Path, hub: &HubOptions) -> Result<TextTokenizer> {
     let name = cfg.tokenizer.as_str();
     match TokenizerKind::of(name) {
@@ -265,12 +263,10 @@ fn windows(tokens: &[u32], t: usize, b: usize, rng: &mut ChaCha8Rng, device: &De
 }
 
 impl Task for TextTask {
-    fn name(&self) -> &'static str {
-        "text"
-    }
+    type Scores = TextScores;
 
     fn configure_model(&self, model: &mut ModelConfig) -> Result<()> {
-        let g = gpt_config_mut(model, "text")?;
+        let g = gpt_config_mut(model, TextConfig::NAME)?;
         let v = self.tokenizer.vocab_size();
         fill_at_least("vocab_size", &mut g.vocab_size, v, &format!("the tokenizer's {v} tokens"))?;
         Ok(())
@@ -285,22 +281,22 @@ impl Task for TextTask {
     }
 
     fn loss(&self, model: &Model, batch: &Batch) -> Result<Tensor> {
-        let logits = gpt_of(model, "text")?.forward(&batch.inputs[0])?;
+        let logits = gpt_of(model, TextConfig::NAME)?.forward(&batch.inputs[0])?;
         Ok(batch_loss(&logits, batch)?)
     }
 
-    fn scores(&self, model: &Model) -> Result<TaskScores> {
+    fn scores(&self, model: &Model) -> Result<TextScores> {
         let mut total = 0.0;
         for b in &self.val {
             total += self.loss(model, b)?.to_scalar::<f32>()? as f64;
         }
         let bits = nats_to_bits(total / self.val.len().max(1) as f64);
         let char_level = self.tokenizer.is_char_level();
-        Ok(TaskScores::Text(TextScores {
+        Ok(TextScores {
             val_bpc: char_level.then_some(bits),
             val_bits_per_token: (!char_level).then_some(bits),
             vocab_size: self.tokenizer.vocab_size(),
-        }))
+        })
     }
 
     fn inputs(&self) -> Map<String, Value> {

@@ -67,7 +67,7 @@ impl TextTokenizer {
     /// A byte-level BPE tokenizer with `vocab_size` entries trained on the file `corpus` (read
     /// as a corpus: a leading byte-order mark is dropped).
     pub fn train_bpe(corpus: &Path, vocab_size: usize) -> Result<Self> {
-        let text = super::text::read_corpus(corpus)?;
+        let text = super::corpus::read_corpus(corpus)?;
         Self::train_bpe_on(&text, vocab_size).with_context(|| format!("training BPE on {}", corpus.display()))
     }
 

@@ -9,11 +9,11 @@ use attnlab_model::{Checkpoint, ModelConfig, PrototypeNet};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::TaskConfig;
-use super::moons::Points;
-use super::prototype::PrototypeTask;
 use crate::config::RunConfig;
 use crate::outputs::{AUGMENT_FILE, Writer, check_output};
+use crate::tasks::TaskConfig;
+use crate::tasks::moons::Points;
+use crate::tasks::prototype::PrototypeTask;
 
 /// What one augmentation did.
 #[derive(Debug, Clone, Serialize)]
