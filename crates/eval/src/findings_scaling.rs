@@ -18,9 +18,29 @@ fn signed(x: f64, digits: usize) -> String {
     crate::stats::compare::signed(x, digits)
 }
 
+/// `x` with `digits` decimals, 0 where it rounds to 0 (a bootstrap bound at the edge E = 0 is
+/// `1e-15`, not a number to print).
+fn fixed(x: f64, digits: usize) -> String {
+    let x = if x.abs() < 0.5 * 10f64.powi(-(digits as i32)) { 0.0 } else { x };
+    fmt_num(x, digits)
+}
+
 /// `[a, b]` with `digits` decimals.
 fn interval(ci: [f64; 2], digits: usize) -> String {
-    format!("[{}, {}]", fmt_num(ci[0], digits), fmt_num(ci[1], digits))
+    format!("[{}, {}]", fixed(ci[0], digits), fixed(ci[1], digits))
+}
+
+/// `1,771,200`.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A fit in words: `power law L = 1.42 + 0.80·(C / 1.5e11)^-0.21 (alpha 0.21 [0.15, 0.30], E 1.42 [1.30,
@@ -28,18 +48,25 @@ fn interval(ci: [f64; 2], digits: usize) -> String {
 /// `poor fit: why`.
 pub fn fit_text(fit: &Fit) -> String {
     match fit {
-        Fit::PowerLaw { e, a, alpha, c_ref, e_ci, alpha_ci, rmse, .. } => format!(
-            "power law L = {} + {}·(C / {})^-{} (E {} {}, alpha {} {}; rms residual {})",
-            fmt_num(*e, 3),
-            fmt_num(*a, 3),
-            flops_text(*c_ref),
-            fmt_num(*alpha, 3),
-            fmt_num(*e, 3),
-            interval(*e_ci, 3),
-            fmt_num(*alpha, 3),
-            interval(*alpha_ci, 3),
-            fmt_num(*rmse, 3)
-        ),
+        Fit::PowerLaw { e, a, alpha, c_ref, e_ci, alpha_ci, rmse, .. } => {
+            let edge = if e_ci[0] < 1e-6 {
+                "; E's interval reaches 0: the floor is not bounded away from zero by these sizes"
+            } else {
+                ""
+            };
+            format!(
+                "power law L = {} + {}·(C / {})^-{} (E {} {}, alpha {} {}; rms residual {}{edge})",
+                fmt_num(*e, 3),
+                fmt_num(*a, 3),
+                flops_text(*c_ref),
+                fmt_num(*alpha, 3),
+                fmt_num(*e, 3),
+                interval(*e_ci, 3),
+                fmt_num(*alpha, 3),
+                interval(*alpha_ci, 3),
+                fmt_num(*rmse, 3)
+            )
+        }
         Fit::LogLinear { slope, slope_ci, rmse, why_not_power_law, .. } => format!(
             "log-linear: {} {} nats per decade of compute (no power law: {why_not_power_law}; rms residual {})",
             signed(*slope, 3),
@@ -138,7 +165,12 @@ pub fn span_text(f: &FamilyScaling) -> String {
     let (Some(lo), Some(hi)) = (f.rungs.first(), f.rungs.last()) else { return "no sizes".into() };
     let params = match (lo.params, hi.params) {
         (Some(a), Some(b)) if a > 0.0 => {
-            format!("{} to {} non-embedding parameters ({}x), ", a as u64, b as u64, ratio(b / a))
+            format!(
+                "{} to {} non-embedding parameters ({}x), ",
+                thousands(a as u64),
+                thousands(b as u64),
+                ratio(b / a)
+            )
         }
         _ => String::new(),
     };
@@ -178,6 +210,14 @@ pub fn scaling(groups: &[GroupReport]) -> Part {
             text.push('.');
             statements.push(Statement { text, runs });
         }
+        if s.families.iter().flat_map(|f| &f.rungs).any(|r| r.n < 5) {
+            gaps.push(format!(
+                "`{}`: the fits' and trends' intervals are percentile bootstraps over at most {} seeds a size, \
+                 which are too narrow at so few seeds; the per-size verdicts (paired t, Holm) are the stricter test.",
+                g.id,
+                s.families.iter().flat_map(|f| &f.rungs).map(|r| r.n).max().unwrap_or(0)
+            ));
+        }
         if s.families.iter().any(|f| f.rungs.len() < 3) {
             gaps.push(format!(
                 "`{}`: a family with fewer than 3 sizes has no fit; a ladder needs at least 3 to say how a gap moves.",
@@ -210,5 +250,13 @@ mod tests {
         assert_eq!(flops_text(1.5109e11), "1.5e11");
         assert_eq!(flops_text(1.3e13), "1.3e13");
         assert_eq!(flops_text(2.0e-3), "2.0e-3");
+    }
+
+    #[test]
+    fn counts_get_thousands_separators_and_edge_bounds_read_zero() {
+        assert_eq!(thousands(1_771_200), "1,771,200");
+        assert_eq!(thousands(98_624), "98,624");
+        assert_eq!(thousands(512), "512");
+        assert_eq!(interval([-1.3e-15, 1.169], 3), "[0.000, 1.169]");
     }
 }

@@ -152,9 +152,11 @@ pub fn picture(dir: &Path, id: &str, key: &str, curves: &[TuneCurve]) -> Result<
             metrics.push(&c.metric);
         }
     }
+    let titles = short_titles(&settings);
     let panels: Vec<Panel> = settings
         .iter()
-        .map(|s| {
+        .zip(&titles)
+        .map(|(s, title)| {
             let mine = curves.iter().filter(|c| c.setting == *s);
             let mut series = Vec::new();
             for c in mine {
@@ -182,7 +184,7 @@ pub fn picture(dir: &Path, id: &str, key: &str, curves: &[TuneCurve]) -> Result<
                 }
             }
             Panel {
-                title: (*s).to_string(),
+                title: title.clone(),
                 x_label: format!("log10 {key}"),
                 y_label: "final val loss (first seed)".into(),
                 integer_x: false,
@@ -196,7 +198,24 @@ pub fn picture(dir: &Path, id: &str, key: &str, curves: &[TuneCurve]) -> Result<
     let title = format!(
         "{key} tuned on the first seed's validation loss (dot: the chosen value; a missing point diverged or failed)"
     );
-    line_grid(&stem, &title, &panels, (420, 320), 4)
+    line_grid(&stem, &title, &panels, (480, 320), 4)
+}
+
+/// The schedule keys a ladder lengthens with its size (their short names in labels).
+const SCHEDULE: [&str; 5] = ["steps", "warmup_steps", "eval_interval", "lr_decay_steps", "ckpt_interval"];
+
+/// Panel titles: each setting without the schedule keys (which follow the size in a ladder),
+/// where the titles stay distinct without them.
+fn short_titles(settings: &[&str]) -> Vec<String> {
+    let mut titles: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+    for key in SCHEDULE {
+        let fewer: Vec<String> = titles.iter().map(|t| without(t, &[key])).collect();
+        let distinct = fewer.iter().enumerate().all(|(i, a)| fewer[..i].iter().all(|b| b != a));
+        if distinct {
+            titles = fewer;
+        }
+    }
+    titles
 }
 
 #[cfg(test)]
@@ -208,6 +227,15 @@ mod tests {
         assert_eq!(without("metric=idw, lr=0.003, n_embd=64", &["lr"]), "metric=idw, n_embd=64");
         assert_eq!(without("metric=idw, n_embd=64", &["metric"]), "n_embd=64");
         assert_eq!(without("metric=idw", &["metric"]), "all");
+    }
+
+    #[test]
+    fn panel_titles_lose_the_schedule_where_the_rest_tells_them_apart() {
+        let t =
+            short_titles(&["n_embd=64, steps=275, warmup_steps=14", "n_embd=96, steps=550, warmup_steps=28"]);
+        assert_eq!(t, ["n_embd=64", "n_embd=96"]);
+        let t = short_titles(&["n_embd=64, steps=275", "n_embd=64, steps=550"]);
+        assert_eq!(t, ["n_embd=64, steps=275", "n_embd=64, steps=550"], "the schedule is all that differs");
     }
 
     #[test]
