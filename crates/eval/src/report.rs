@@ -87,6 +87,7 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     let quantities: Vec<Vec<Quantity>> =
         quantities.into_iter().map(|qs| with_margins(qs, &options.margins)).collect();
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    remove_old_figures(out)?;
     let stopped: Vec<Run> = options.stopped.iter().filter_map(|d| Run::load(d).ok()).collect();
     let mut reports = Vec::new();
     for (group, quantities) in groups.iter().zip(&quantities) {
@@ -112,6 +113,27 @@ pub fn write_report_with(run_dirs: &[PathBuf], out: &Path, options: &ReportOptio
     let md = crate::markdown::render(&report);
     fs::write(&md_path, md).with_context(|| format!("writing {}", md_path.display()))?;
     Ok(report)
+}
+
+/// Removes the pictures an earlier report in `out` listed (its `report.json` `figures`), so a
+/// report with fewer pictures leaves none of the old ones beside it. Files it did not list are
+/// left alone; an unreadable old `report.json` removes nothing.
+fn remove_old_figures(out: &Path) -> Result<()> {
+    let Ok(text) = fs::read_to_string(out.join("report.json")) else { return Ok(()) };
+    let Ok(old) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(()) };
+    let groups = old.get("groups").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    for name in groups
+        .iter()
+        .flat_map(|g| g.get("figures").and_then(serde_json::Value::as_array).cloned().unwrap_or_default())
+    {
+        // Only plain file names inside `out`.
+        let Some(name) = name.as_str().filter(|n| !n.contains('/') && !n.contains("..")) else { continue };
+        let path = out.join(name);
+        if path.is_file() {
+            fs::remove_file(&path).with_context(|| format!("removing the old picture {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The quantity table of a group: its task's columns (as the first run declares them), then

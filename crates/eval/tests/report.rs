@@ -134,3 +134,32 @@ fn runs_of_one_config_in_two_directories_are_told_apart() {
     assert_eq!(names[1], format!("same ({})", b.display()));
     assert_eq!(names[2], "other", "a unique name stays as it is");
 }
+
+/// A report written again into the same directory with fewer pictures leaves none of the old
+/// report's pictures behind, and never removes a file it did not list.
+#[test]
+fn a_report_written_again_removes_the_old_reports_pictures_only() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let recall = common::make_run(
+        root,
+        "recall_dot",
+        "recall",
+        MetricKind::Dot,
+        1,
+        Some(json!({"val_accuracy": 0.5})),
+    );
+    let text = common::make_run(root, "text_dot", "text", MetricKind::Dot, 1, None);
+    let out = root.join("report");
+    let first = write_report(&[recall.clone(), text], &out)?;
+    let text_figures: Vec<String> =
+        first.groups.iter().filter(|g| g.task == "text").flat_map(|g| g.figures.clone()).collect();
+    assert!(!text_figures.is_empty(), "the text group drew pictures");
+    fs::write(out.join("notes.png"), b"mine")?;
+    write_report(&[recall], &out)?;
+    for f in &text_figures {
+        assert!(!out.join(f).exists(), "{f}: a picture of the old report is left behind");
+    }
+    assert!(out.join("notes.png").exists(), "a file the old report did not list is kept");
+    Ok(())
+}
