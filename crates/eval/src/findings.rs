@@ -29,6 +29,7 @@ pub fn findings(groups: &[GroupReport], baseline: &str) -> Findings {
             crate::findings_parts::dynamics(groups),
             crate::findings_parts::cost(groups, baseline),
             crate::findings_scaling::scaling(groups),
+            crate::findings_parts::locations(groups),
         ],
     }
 }

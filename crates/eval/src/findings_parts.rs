@@ -202,3 +202,41 @@ pub fn cost(groups: &[GroupReport], baseline: &str) -> Part {
     };
     Part { title: "Only cost?".into(), statements, gaps }
 }
+
+/// Part 6: locations or directions? Per task group with in-context error curves: which
+/// classical baseline each configuration's curve lies closest to (least squares: a learner like
+/// gradient descent on the context; Nadaraya-Watson, Shepard, k-NN: a kernel smoother).
+pub fn locations(groups: &[GroupReport]) -> Part {
+    let mut statements = Vec::new();
+    for g in groups.iter().filter(|g| !g.closest_baselines.is_empty()) {
+        let items: Vec<String> = g
+            .closest_baselines
+            .iter()
+            .map(|c| format!("{}: {} (mean gap {})", c.label, c.baseline, num(c.gap, 3)))
+            .collect();
+        let runs = g.closest_baselines.iter().flat_map(|c| c.runs.iter().cloned()).collect();
+        statements.push(Statement {
+            text: format!(
+                "`{}`, the classical baseline each configuration's error curve (mean over seeds, every \
+                 number of in-context examples) lies closest to: {}.",
+                g.id,
+                items.join("; ")
+            ),
+            runs,
+        });
+    }
+    let gaps = if statements.is_empty() {
+        vec![
+            "no in-context regression runs; configs/sweeps/regression.toml compares the metrics with least \
+              squares and the kernel smoothers."
+                .to_string(),
+        ]
+    } else {
+        vec![
+            "closeness is a description, not a test; the error tables (err n=d, err n=2d) give each metric's \
+              verdict against dot."
+                .to_string(),
+        ]
+    };
+    Part { title: "Locations or directions: least squares or a kernel smoother?".into(), statements, gaps }
+}

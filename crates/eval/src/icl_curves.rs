@@ -40,9 +40,47 @@ pub fn mean_curve(curves: &[&[f64]]) -> Option<Vec<f64>> {
     Some((0..n).map(|i| curves.iter().map(|c| c[i]).sum::<f64>() / curves.len() as f64).collect())
 }
 
-/// The picture for `group` in `dir` (PNG and SVG), or nothing when no run has a curve.
-pub fn error_curves(dir: &Path, group: &TaskGroup, runs: &[Run]) -> Result<Vec<PathBuf>> {
-    let mut configs: Vec<(String, Vec<f64>)> = Vec::new();
+/// The mean error curves of a group: per configuration (mean over its seeds) and per baseline
+/// (mean over the seeds present), at the example counts `counts`.
+struct Curves {
+    counts: Vec<usize>,
+    /// `(label, its runs, mean curve)`.
+    configs: Vec<(String, Vec<String>, Vec<f64>)>,
+    baselines: BTreeMap<String, Vec<f64>>,
+}
+
+/// Which baseline a configuration's error curve lies closest to (mean absolute gap over the
+/// example counts), as the Findings state it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Closest {
+    /// The configuration.
+    pub label: String,
+    /// The closest baseline (`least_squares`, `nadaraya_watson`, ...).
+    pub baseline: String,
+    /// Its mean absolute gap (squared-error units).
+    pub gap: f64,
+    /// The runs behind the configuration's curve.
+    pub runs: Vec<String>,
+}
+
+/// Each configuration's closest baseline; empty when no run of `group` has an error curve.
+pub fn closest(group: &TaskGroup, runs: &[Run]) -> Vec<Closest> {
+    let Some(c) = curves(group, runs) else { return Vec::new() };
+    c.configs
+        .iter()
+        .filter_map(|(label, names, ys)| {
+            nearest_baseline(ys, &c.baselines).map(|(baseline, gap)| Closest {
+                label: label.clone(),
+                baseline: baseline.to_string(),
+                gap,
+                runs: names.clone(),
+            })
+        })
+        .collect()
+}
+
+fn curves(group: &TaskGroup, runs: &[Run]) -> Option<Curves> {
+    let mut configs: Vec<(String, Vec<String>, Vec<f64>)> = Vec::new();
     // One run per seed for the baselines (they depend on the seed's prompts only).
     let mut by_seed: BTreeMap<Option<u64>, &ErrorCurve> = BTreeMap::new();
     let mut counts: Vec<usize> = Vec::new();
@@ -56,11 +94,12 @@ pub fn error_curves(dir: &Path, group: &TaskGroup, runs: &[Run]) -> Result<Vec<P
         let models: Vec<&[f64]> = curves.iter().map(|c| c.model.as_slice()).collect();
         if let (Some(first), Some(mean)) = (curves.first(), mean_curve(&models)) {
             counts.clone_from(&first.counts);
-            configs.push((sg.label.clone(), mean));
+            let names = sg.runs.iter().filter(|&&i| curve(&runs[i]).is_some()).map(|&i| runs[i].name.clone());
+            configs.push((sg.label.clone(), names.collect(), mean));
         }
     }
     if configs.is_empty() {
-        return Ok(Vec::new());
+        return None;
     }
     let mut baselines: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     if let Some(first) = by_seed.values().next() {
@@ -72,10 +111,16 @@ pub fn error_curves(dir: &Path, group: &TaskGroup, runs: &[Run]) -> Result<Vec<P
             }
         }
     }
+    Some(Curves { counts, configs, baselines })
+}
+
+/// The picture for `group` in `dir` (PNG and SVG), or nothing when no run has a curve.
+pub fn error_curves(dir: &Path, group: &TaskGroup, runs: &[Run]) -> Result<Vec<PathBuf>> {
+    let Some(Curves { counts, configs, baselines }) = curves(group, runs) else { return Ok(Vec::new()) };
     let cap = baselines
         .get("context_mean")
         .into_iter()
-        .chain(configs.iter().map(|(_, c)| c))
+        .chain(configs.iter().map(|(_, _, c)| c))
         .flatten()
         .copied()
         .filter(|v| v.is_finite())
@@ -93,7 +138,7 @@ pub fn error_curves(dir: &Path, group: &TaskGroup, runs: &[Run]) -> Result<Vec<P
             .collect()
     };
     let mut series = Vec::new();
-    for (i, (label, ys)) in configs.iter().enumerate() {
+    for (i, (label, _, ys)) in configs.iter().enumerate() {
         let close = nearest_baseline(ys, &baselines)
             .map_or(String::new(), |(name, gap)| format!(" (closest: {name}, mean gap {})", fmt_num(gap, 3)));
         let points = points(ys);

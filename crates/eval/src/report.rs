@@ -326,6 +326,7 @@ fn group_report(all: &TaskGroup, cx: &GroupContext, quantities: &[Quantity]) -> 
         lr_ranges: lr_ranges(all, runs, stopped),
         tuned_key: tuned.map(|t| t.key.clone()),
         tuning,
+        closest_baselines: crate::icl_curves::closest(group, runs),
         scaling,
         figures,
         task_figures,

@@ -62,6 +62,9 @@ pub struct GroupReport {
     pub tuned_key: Option<String>,
     /// Each configuration's selection curve over the tuned values (empty without tuning).
     pub tuning: Vec<crate::tuning::TuneCurve>,
+    /// Each configuration's closest classical baseline by its in-context error curve (empty for
+    /// tasks without one).
+    pub closest_baselines: Vec<crate::icl_curves::Closest>,
     /// The scaling ladder, when the compared configurations span several training computes.
     pub scaling: Option<ScalingReport>,
     /// Pictures, relative to the report directory.

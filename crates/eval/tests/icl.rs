@@ -78,6 +78,19 @@ fn regression_runs_get_the_error_curve_picture_and_their_columns() -> anyhow::Re
             assert!(sg.numbers.get(key).is_some_and(|n| n.mean.is_finite()), "{}: {key}", sg.label);
         }
     }
+    // The Findings name each configuration's closest baseline, as the picture's legend does.
+    assert_eq!(g.closest_baselines.len(), 2, "{:?}", g.closest_baselines);
+    for c in &g.closest_baselines {
+        assert!(svg.contains(&format!("{} (closest: {}", c.label, c.baseline)), "{c:?}");
+    }
+    let part = report
+        .findings
+        .parts
+        .iter()
+        .find(|p| p.title.starts_with("Locations or directions"))
+        .expect("part 6");
+    assert_eq!(part.statements.len(), 1);
+    assert!(part.statements[0].text.contains("metric=idw: "), "{}", part.statements[0].text);
     Ok(())
 }
 
