@@ -62,7 +62,19 @@ fn findings(f: &Findings) -> String {
 }
 
 fn group(s: &mut String, g: &GroupReport) {
-    let _ = writeln!(s, "## Task `{}` ({} runs)\n", g.id, g.runs.len());
+    match &g.tuned_key {
+        Some(key) => {
+            let _ = writeln!(
+                s,
+                "## Task `{}` ({} runs at each configuration's chosen `{key}`; every tried value is under \"Tuned `{key}`\")\n",
+                g.id,
+                g.runs.len()
+            );
+        }
+        None => {
+            let _ = writeln!(s, "## Task `{}` ({} runs)\n", g.id, g.runs.len());
+        }
+    }
     let _ = writeln!(s, "Task configuration: `{}`\n", g.task_config);
     let cols = &g.columns;
     let _ = writeln!(s, "### Final numbers, mean ± std over seeds\n");

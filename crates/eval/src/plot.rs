@@ -254,13 +254,7 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_area_size(42)
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, y0..y1)?;
-    let y_fmt = |v: &f64| {
-        if log {
-            log_tick(10f64.powf(*v))
-        } else {
-            crate::stats::fmt_num(snap_zero(*v, y1 - y0), digits_for(y1 - y0))
-        }
-    };
+    let y_fmt = |v: &f64| y_tick(*v, log, y0, y1);
     // Steps, layers: every x a whole number, so ticks between them are left unlabelled and
     // whole ticks read `3`, not `3.0`.
     let integer_x = panel.integer_x || whole_numbers(series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)));
@@ -340,6 +334,21 @@ fn bounds(xs: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
 }
 
 /// A log-axis tick label with at most two significant digits: `0.032`, `3.2`, `1e-4`, `3.2e-5`.
+/// The label of a y tick at axis position `v` on an axis from `y0` to `y1` (log10 values on a
+/// log axis). A log axis spanning less than a factor 3 gets exact tick values: two significant
+/// digits would label the tick at 1.778 "1.8", and the axis would read wrong between its ends.
+fn y_tick(v: f64, log: bool, y0: f64, y1: f64) -> String {
+    if !log {
+        return crate::stats::fmt_num(snap_zero(v, y1 - y0), digits_for(y1 - y0));
+    }
+    let (lo, hi) = (10f64.powf(y0), 10f64.powf(y1));
+    if hi / lo < 3.0 {
+        crate::stats::fmt_num(10f64.powf(v), digits_for(hi - lo) + 1)
+    } else {
+        log_tick(10f64.powf(v))
+    }
+}
+
 fn log_tick(y: f64) -> String {
     if !(y.is_finite() && y > 0.0) {
         return format!("{y}");
@@ -362,7 +371,7 @@ fn snap_zero(v: f64, span: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Panel, Series, line_charts, log_tick, snap_zero};
+    use super::{Panel, Series, line_charts, log_tick, snap_zero, y_tick};
 
     /// Case 27: a run with one logged training point beside a 10-step run.
     #[test]
@@ -404,6 +413,15 @@ mod tests {
         assert_eq!(log_tick(1.0), "1");
         assert_eq!(log_tick(3.16228), "3.2");
         assert_eq!(log_tick(100.0), "100");
+    }
+
+    #[test]
+    fn a_narrow_log_axis_labels_each_tick_with_its_own_value() {
+        let (y0, y1) = (1.7f64.log10(), 2.5f64.log10());
+        assert_eq!(y_tick(1.778f64.log10(), true, y0, y1), "1.778");
+        // A wide log axis keeps the short labels.
+        assert_eq!(y_tick(3.16228f64.log10(), true, -2.0, 1.0), "3.2");
+        assert_eq!(y_tick(0.2, false, 0.0, 1.0), "0.2", "a linear axis as before");
     }
 
     #[test]

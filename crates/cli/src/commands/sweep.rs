@@ -70,8 +70,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
         let listed = decided(&out);
         if let Some(key) = &tuned {
             eprintln!(
-                "tuned `{key}`: {} of {} planned runs decided; the other seeds run at the value chosen on \
-                 the first seed's validation loss",
+                "tuned `{key}`: {} runs decided so far (of {} in the untuned grid): every value at each \
+                 configuration's first seed, then the other seeds at the value chosen on its validation loss",
                 listed.len(),
                 runs.len()
             );
