@@ -164,8 +164,7 @@ pub fn lr_ranges(group: &TaskGroup, runs: &[Run], stopped: &[Run]) -> Vec<LrRang
 
 /// A seed-group label without its `lr=...` part.
 fn strip_lr(label: &str) -> String {
-    let parts: Vec<&str> = label.split(", ").filter(|p| !p.starts_with("lr=")).collect();
-    if parts.is_empty() { "all".to_string() } else { parts.join(", ") }
+    crate::group::label_without(label, &["lr"])
 }
 
 /// `lr` as short text.

@@ -188,6 +188,21 @@ fn label_of(flat: &BTreeMap<String, Value>, differing: &[String], metric: &str) 
         .join(", ")
 }
 
+/// A seed-group label without its `key=...` parts, for keys by the short names labels give
+/// them (`lr`, `n_embd`); `all` when nothing is left.
+pub fn label_without(label: &str, shorts: &[&str]) -> String {
+    let parts: Vec<&str> = label
+        .split(", ")
+        .filter(|p| !shorts.iter().any(|k| p.strip_prefix(k).is_some_and(|r| r.starts_with('='))))
+        .collect();
+    if parts.is_empty() { "all".to_string() } else { parts.join(", ") }
+}
+
+/// The short name a label gives a dotted key (`n_embd` for `model.n_embd`).
+pub fn short_key(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
 /// A JSON value as short text (strings without quotes).
 pub fn value_text(v: &Value) -> String {
     match v {

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::baseline::settings;
 use crate::findings::verdict;
-use crate::group::TaskGroup;
+use crate::group::{TaskGroup, label_without as without, short_key as short};
 use crate::plot::{Panel, Series, line_charts};
 use crate::run::Run;
 use crate::stats::compare::ComparisonTable;
@@ -45,19 +45,6 @@ pub const LOSS_KEY: &str = "final_val_loss";
 /// The steady-gap margin (nats per decade) when the loss quantity declares none (a relative
 /// margin is read against 1 nat).
 pub const DEFAULT_MARGIN: f64 = 0.02;
-
-/// A label without its `key=...` parts for the given short key names (`all` when nothing is
-/// left).
-fn without(label: &str, shorts: &[&str]) -> String {
-    let parts: Vec<&str> =
-        label.split(", ").filter(|p| !shorts.iter().any(|k| p.starts_with(&format!("{k}=")))).collect();
-    if parts.is_empty() { "all".to_string() } else { parts.join(", ") }
-}
-
-/// The short name a label gives a dotted key (`n_embd` for `model.n_embd`).
-fn short(key: &str) -> &str {
-    key.rsplit('.').next().unwrap_or(key)
-}
 
 /// The scaling section of `group` (the compared seed groups), or `None` when its configurations
 /// do not span at least two training computes. `margin` is the loss quantity's equivalence

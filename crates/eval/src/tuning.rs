@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::baseline::settings;
-use crate::group::TaskGroup;
+use crate::group::{TaskGroup, label_without as without};
 use crate::plot::{Panel, Series, line_grid};
 use crate::run::Run;
 
@@ -44,7 +44,7 @@ impl Tuned {
 
     /// The key's last component (`lr` for `train.lr`), as seed-group labels spell it.
     pub fn short(&self) -> &str {
-        self.key.rsplit('.').next().unwrap_or(&self.key)
+        crate::group::short_key(&self.key)
     }
 }
 
@@ -73,13 +73,6 @@ pub struct TuneCurve {
     pub points: Vec<TunePoint>,
     /// The chosen value (`None` while the choice is open or every selection run failed).
     pub chosen: Option<f64>,
-}
-
-/// A label without its `key=...` parts (`all` when nothing is left).
-fn without(label: &str, keys: &[&str]) -> String {
-    let parts: Vec<&str> =
-        label.split(", ").filter(|p| !keys.iter().any(|k| p.starts_with(&format!("{k}=")))).collect();
-    if parts.is_empty() { "all".to_string() } else { parts.join(", ") }
 }
 
 /// The selection curves of `group` (every run of its task configuration, at every value), with
